@@ -1,0 +1,192 @@
+package models
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"regexp"
+	"strings"
+	"time"
+)
+
+// FormatONNX is the only artifact format so far.
+const FormatONNX = "onnx"
+
+// TensorSpec describes one input or output of a model: its name, datatype
+// and shape, with -1 for a dynamic dimension.
+type TensorSpec struct {
+	Name     string   `json:"name"`
+	DataType DataType `json:"datatype"`
+	Shape    []int64  `json:"shape"`
+}
+
+// Signature is the ordered inputs and outputs of a model.
+type Signature struct {
+	Inputs  []TensorSpec `json:"inputs"`
+	Outputs []TensorSpec `json:"outputs"`
+}
+
+// Golden is one example the model must reproduce: inputs, and the outputs
+// expected within Tolerance (absolute, per element; 0 means exact).
+type Golden struct {
+	Inputs    []GoldenTensor `json:"inputs"`
+	Outputs   []GoldenTensor `json:"outputs"`
+	Tolerance float64        `json:"tolerance,omitempty"`
+}
+
+// GoldenTensor carries its data as JSON numbers (or booleans), flattened
+// row-major, like the OIP JSON encoding.
+type GoldenTensor struct {
+	Name     string          `json:"name"`
+	DataType DataType        `json:"datatype"`
+	Shape    []int64         `json:"shape"`
+	Data     json.RawMessage `json:"data"`
+}
+
+// Manifest describes one model version artifact.
+type Manifest struct {
+	Name      string            `json:"name"`
+	Version   string            `json:"version"`
+	Digest    string            `json:"digest"` // "sha256:<hex>" of the model file
+	Format    string            `json:"format"`
+	Signature Signature         `json:"signature"`
+	Golden    []Golden          `json:"golden,omitempty"`
+	Labels    map[string]string `json:"labels,omitempty"`
+	CreatedAt time.Time         `json:"created_at"`
+}
+
+var (
+	nameRE    = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$`)
+	versionRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$`)
+	digestRE  = regexp.MustCompile(`^sha256:[0-9a-f]{64}$`)
+)
+
+// ErrInvalidManifest wraps every manifest validation failure.
+var ErrInvalidManifest = errors.New("invalid manifest")
+
+// ValidName reports whether s can name a model (also used for directory names).
+func ValidName(s string) bool { return nameRE.MatchString(s) && s != "." && s != ".." }
+
+// ValidVersion reports whether s can name a model version.
+func ValidVersion(s string) bool { return versionRE.MatchString(s) && s != "." && s != ".." }
+
+// Validate checks the manifest's fields and returns an error naming the
+// first field that is wrong.
+func (m *Manifest) Validate() error {
+	bad := func(format string, a ...any) error {
+		return fmt.Errorf("%w: %s", ErrInvalidManifest, fmt.Sprintf(format, a...))
+	}
+	if !ValidName(m.Name) {
+		return bad("name %q: want 1-128 letters, digits, '_', '.', '-'", m.Name)
+	}
+	if !ValidVersion(m.Version) {
+		return bad("version %q: want 1-64 letters, digits, '_', '.', '-'", m.Version)
+	}
+	if m.Digest != "" && !digestRE.MatchString(m.Digest) {
+		return bad("digest %q: want sha256:<64 hex digits>", m.Digest)
+	}
+	if m.Format != FormatONNX {
+		return bad("format %q: only %q is supported", m.Format, FormatONNX)
+	}
+	if err := m.Signature.Validate(); err != nil {
+		return bad("%v", err)
+	}
+	for k := range m.Labels {
+		if k == "" || len(k) > 63 || strings.ContainsAny(k, " =,\n") {
+			return bad("label key %q", k)
+		}
+	}
+	return nil
+}
+
+// Validate checks names are unique and non-empty, datatypes known and
+// dimensions >= -1.
+func (s *Signature) Validate() error {
+	check := func(kind string, specs []TensorSpec) error {
+		seen := map[string]bool{}
+		for i, t := range specs {
+			if t.Name == "" {
+				return fmt.Errorf("%s %d has no name", kind, i)
+			}
+			if seen[t.Name] {
+				return fmt.Errorf("%s %q appears twice", kind, t.Name)
+			}
+			seen[t.Name] = true
+			if !t.DataType.Valid() {
+				return fmt.Errorf("%s %q: %w %q", kind, t.Name, ErrUnsupportedDataType, t.DataType)
+			}
+			for _, d := range t.Shape {
+				if d < -1 {
+					return fmt.Errorf("%s %q: dimension %d (use -1 for dynamic)", kind, t.Name, d)
+				}
+			}
+		}
+		return nil
+	}
+	if len(s.Inputs) == 0 {
+		return errors.New("signature has no inputs")
+	}
+	if len(s.Outputs) == 0 {
+		return errors.New("signature has no outputs")
+	}
+	if err := check("input", s.Inputs); err != nil {
+		return err
+	}
+	return check("output", s.Outputs)
+}
+
+// Input returns the spec of the named input.
+func (s *Signature) Input(name string) (TensorSpec, bool) {
+	for _, t := range s.Inputs {
+		if t.Name == name {
+			return t, true
+		}
+	}
+	return TensorSpec{}, false
+}
+
+// Output returns the spec of the named output.
+func (s *Signature) Output(name string) (TensorSpec, bool) {
+	for _, t := range s.Outputs {
+		if t.Name == name {
+			return t, true
+		}
+	}
+	return TensorSpec{}, false
+}
+
+// Accepts reports whether a tensor of this datatype and shape fits the
+// spec: same datatype, same rank, and equal dimensions where the spec's
+// dimension is fixed.
+func (t TensorSpec) Accepts(dt DataType, shape []int64) error {
+	if dt != t.DataType {
+		return fmt.Errorf("input %q: datatype %s, model expects %s", t.Name, dt, t.DataType)
+	}
+	if len(shape) != len(t.Shape) {
+		return fmt.Errorf("input %q: shape %v has rank %d, model expects rank %d %v", t.Name, shape, len(shape), len(t.Shape), t.Shape)
+	}
+	for i, d := range t.Shape {
+		if d >= 0 && shape[i] != d {
+			return fmt.Errorf("input %q: shape %v, model expects %v", t.Name, shape, t.Shape)
+		}
+	}
+	return nil
+}
+
+// Digest returns "sha256:<hex>" of everything r yields.
+func Digest(r io.Reader) (string, error) {
+	h := sha256.New()
+	if _, err := io.Copy(h, r); err != nil {
+		return "", err
+	}
+	return "sha256:" + hex.EncodeToString(h.Sum(nil)), nil
+}
+
+// DigestBytes returns "sha256:<hex>" of b.
+func DigestBytes(b []byte) string {
+	sum := sha256.Sum256(b)
+	return "sha256:" + hex.EncodeToString(sum[:])
+}
