@@ -162,3 +162,76 @@ func CountBytesElements(b []byte) (int64, error) {
 	}
 	return n, nil
 }
+
+// Float64s converts a numeric (or BOOL) tensor's elements to float64, for
+// comparisons such as golden checks. FP16 and BF16 are widened exactly.
+func (t *Tensor) Float64s() ([]float64, error) {
+	sz := t.DataType.Size()
+	if sz == 0 {
+		return nil, fmt.Errorf("tensor %q: %w %s for numeric conversion", t.Name, ErrUnsupportedDataType, t.DataType)
+	}
+	if len(t.Data)%sz != 0 {
+		return nil, fmt.Errorf("tensor %q: %d bytes is not a whole number of %s elements", t.Name, len(t.Data), t.DataType)
+	}
+	n := len(t.Data) / sz
+	out := make([]float64, n)
+	d := t.Data
+	for i := range n {
+		b := d[i*sz : (i+1)*sz]
+		switch t.DataType {
+		case Bool, Uint8:
+			out[i] = float64(b[0])
+		case Int8:
+			out[i] = float64(int8(b[0]))
+		case Uint16:
+			out[i] = float64(le16(b))
+		case Int16:
+			out[i] = float64(int16(le16(b)))
+		case FP16:
+			out[i] = float64(HalfToFloat32(le16(b)))
+		case BF16:
+			out[i] = float64(math.Float32frombits(uint32(le16(b)) << 16))
+		case Uint32:
+			out[i] = float64(le32(b))
+		case Int32:
+			out[i] = float64(int32(le32(b)))
+		case FP32:
+			out[i] = float64(math.Float32frombits(le32(b)))
+		case Uint64:
+			out[i] = float64(le64(b))
+		case Int64:
+			out[i] = float64(int64(le64(b)))
+		case FP64:
+			out[i] = math.Float64frombits(le64(b))
+		}
+	}
+	return out, nil
+}
+
+func le16(b []byte) uint16 { return uint16(b[0]) | uint16(b[1])<<8 }
+func le32(b []byte) uint32 {
+	return uint32(b[0]) | uint32(b[1])<<8 | uint32(b[2])<<16 | uint32(b[3])<<24
+}
+func le64(b []byte) uint64 { return uint64(le32(b)) | uint64(le32(b[4:]))<<32 }
+
+// HalfToFloat32 converts IEEE 754 binary16 bits to a float32.
+func HalfToFloat32(h uint16) float32 {
+	sign := uint32(h>>15) << 31
+	exp := uint32(h>>10) & 0x1f
+	mant := uint32(h) & 0x3ff
+	switch {
+	case exp == 0 && mant == 0:
+		return math.Float32frombits(sign)
+	case exp == 0: // subnormal
+		for mant&0x400 == 0 {
+			mant <<= 1
+			exp--
+		}
+		exp++
+		mant &= 0x3ff
+		return math.Float32frombits(sign | (exp+127-15)<<23 | mant<<13)
+	case exp == 0x1f:
+		return math.Float32frombits(sign | 0xff<<23 | mant<<13)
+	}
+	return math.Float32frombits(sign | (exp+127-15)<<23 | mant<<13)
+}

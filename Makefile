@@ -1,0 +1,51 @@
+# Petrel. `make run` installs what is missing and starts a node serving a
+# sample model; `make test` runs vet, staticcheck and the whole test suite.
+SHELL := /bin/bash
+GO ?= go
+BIN := bin/petrel
+ORT_LIB := $(CURDIR)/.cache/ort/libonnxruntime.so.1
+export PETREL_ORT_LIB ?= $(ORT_LIB)
+export CGO_ENABLED := 1
+REPO_DIR := .cache/sample-repo
+LISTEN ?= 127.0.0.1:8000
+
+.PHONY: setup build run test vet lint unit fuzz bench clean
+
+setup: .cache/.setup-done
+
+.cache/.setup-done: scripts/setup.sh go.mod
+	./scripts/setup.sh
+	touch $@
+
+build: setup
+	$(GO) build -trimpath -o $(BIN) ./cmd/petrel
+
+# The main job: a node serving a sample model that Petrel writes itself.
+run: build
+	$(BIN) model sample --repo $(REPO_DIR)
+	$(BIN) node --model-repo $(REPO_DIR) --listen $(LISTEN) --plain-tcp --dev-cert-dir .cache/dev-tls --print-examples
+
+vet:
+	$(GO) vet ./...
+
+lint: setup
+	.cache/bin/staticcheck ./...
+
+unit: setup
+	$(GO) test -count=1 -timeout 20m ./...
+
+# The whole test suite, as CI runs it.
+test: setup vet lint unit
+
+FUZZTIME ?= 30s
+fuzz: setup
+	$(GO) test -run='^$$' -fuzz=FuzzDecodeRequestJSON -fuzztime=$(FUZZTIME) ./models/oip/
+	$(GO) test -run='^$$' -fuzz=FuzzDecodeRequestBinary -fuzztime=$(FUZZTIME) ./models/oip/
+	$(GO) test -run='^$$' -fuzz=FuzzDecodeResponse -fuzztime=$(FUZZTIME) ./models/oip/
+
+# Benchmarks recorded in docs/PERFORMANCE.md.
+bench: build
+	./scripts/bench.sh
+
+clean:
+	rm -rf bin .cache/sample-repo .cache/dev-tls

@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# Installs everything Petrel needs on a fresh Debian machine that has Go:
+#   - the ONNX Runtime shared library (CPU), from the npm package
+#     onnxruntime-node@1.30.0, into .cache/ort/ (git-ignored);
+#   - Debian packages: libonnx-testdata (published ONNX models used by the
+#     tests), npm (to fetch the runtime) when missing;
+#   - tools: staticcheck, into .cache/bin/;
+#   - the Go module dependencies.
+# Idempotent: each step is skipped when its result is already there.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+CACHE=$ROOT/.cache
+ORT_VERSION=1.30.0
+STATICCHECK_VERSION=v0.8.2
+mkdir -p "$CACHE/ort" "$CACHE/bin"
+
+log() { printf '\033[1m[setup]\033[0m %s\n' "$*"; }
+
+SUDO=""
+if [ "$(id -u)" != 0 ]; then SUDO=sudo; fi
+
+need_pkgs=()
+[ -d /usr/share/libonnx-testdata/data/node ] || need_pkgs+=(libonnx-testdata)
+command -v npm >/dev/null || need_pkgs+=(npm)
+if [ ${#need_pkgs[@]} -gt 0 ]; then
+  log "installing Debian packages: ${need_pkgs[*]}"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need_pkgs[@]}" >/dev/null
+fi
+
+lib=$CACHE/ort/libonnxruntime.so.1
+if [ ! -s "$lib" ] || [ "$(cat "$CACHE/ort/VERSION" 2>/dev/null)" != "$ORT_VERSION" ]; then
+  log "fetching ONNX Runtime $ORT_VERSION (npm package onnxruntime-node, ~110 MB)"
+  tmp=$(mktemp -d)
+  trap 'rm -rf "$tmp"' EXIT
+  (cd "$tmp" && npm pack --silent "onnxruntime-node@$ORT_VERSION" >/dev/null)
+  tar -xzf "$tmp/onnxruntime-node-$ORT_VERSION.tgz" -C "$tmp" package/bin/napi-v6/linux/x64/libonnxruntime.so.1
+  install -m 0644 "$tmp/package/bin/napi-v6/linux/x64/libonnxruntime.so.1" "$lib.tmp"
+  mv "$lib.tmp" "$lib"
+  ln -sf libonnxruntime.so.1 "$CACHE/ort/libonnxruntime.so"
+  echo "$ORT_VERSION" > "$CACHE/ort/VERSION"
+  rm -rf "$tmp"; trap - EXIT
+fi
+log "ONNX Runtime: $lib"
+
+if [ ! -x "$CACHE/bin/staticcheck" ] || ! "$CACHE/bin/staticcheck" -version 2>/dev/null | grep -q "${STATICCHECK_VERSION#v}"; then
+  log "building staticcheck $STATICCHECK_VERSION"
+  GOBIN=$CACHE/bin go install "honnef.co/go/tools/cmd/staticcheck@$STATICCHECK_VERSION"
+fi
+
+log "downloading Go modules"
+go mod download
+log "done"
