@@ -1,0 +1,89 @@
+package sched
+
+import (
+	"errors"
+	"fmt"
+	"time"
+)
+
+// Defaults applied by New to zero-valued Config fields.
+const (
+	// DefaultConcurrency is the number of executions in flight at once
+	// when Config.Concurrency is 0.
+	DefaultConcurrency = 1
+	// DefaultMaxQueueSize bounds the waiting requests when
+	// Config.MaxQueueSize is 0.
+	DefaultMaxQueueSize = 1024
+)
+
+// Config tunes one Scheduler. The zero value is valid: no batching, one
+// execution at a time, DefaultMaxQueueSize waiting requests, no default
+// timeout.
+type Config struct {
+	// MaxBatchSize is the most rows (dim 0) one batched execution carries.
+	// 0 or 1 disables batching. A single request with more rows than
+	// MaxBatchSize is not rejected: it runs alone, unbatched.
+	MaxBatchSize int
+	// MaxQueueDelay is how long the oldest queued request may wait for
+	// others to batch with. 0 means never wait: dispatch as soon as an
+	// execution slot is free, batching only what queued up meanwhile.
+	// Ignored when batching is disabled.
+	MaxQueueDelay time.Duration
+	// PreferredBatchSizes, in rows, dispatch a batch as soon as the queued
+	// compatible requests (taken oldest first) add up to one of them,
+	// without waiting for MaxQueueDelay. Each must be in [1, MaxBatchSize].
+	PreferredBatchSizes []int
+	// MaxQueueSize is how many requests may wait (not executing); beyond it
+	// Submit fails with ErrQueueFull. 0 means DefaultMaxQueueSize.
+	MaxQueueSize int
+	// Concurrency is how many executions may be in flight at once.
+	// 0 means DefaultConcurrency.
+	Concurrency int
+	// DefaultTimeout bounds a request whose context has no deadline.
+	// 0 means none.
+	DefaultTimeout time.Duration
+}
+
+// Validate reports every field that is out of range, joined in one error.
+func (c Config) Validate() error {
+	var errs []error
+	if c.MaxBatchSize < 0 {
+		errs = append(errs, fmt.Errorf("MaxBatchSize %d: must be >= 0", c.MaxBatchSize))
+	}
+	if c.MaxQueueDelay < 0 {
+		errs = append(errs, fmt.Errorf("MaxQueueDelay %v: must be >= 0", c.MaxQueueDelay))
+	}
+	for _, n := range c.PreferredBatchSizes {
+		if c.MaxBatchSize <= 1 {
+			errs = append(errs, fmt.Errorf("PreferredBatchSizes %v: batching is disabled (MaxBatchSize %d)", c.PreferredBatchSizes, c.MaxBatchSize))
+			break
+		}
+		if n < 1 || n > c.MaxBatchSize {
+			errs = append(errs, fmt.Errorf("PreferredBatchSizes: %d is outside [1, MaxBatchSize %d]", n, c.MaxBatchSize))
+		}
+	}
+	if c.MaxQueueSize < 0 {
+		errs = append(errs, fmt.Errorf("MaxQueueSize %d: must be >= 0", c.MaxQueueSize))
+	}
+	if c.Concurrency < 0 {
+		errs = append(errs, fmt.Errorf("Concurrency %d: must be >= 0", c.Concurrency))
+	}
+	if c.DefaultTimeout < 0 {
+		errs = append(errs, fmt.Errorf("DefaultTimeout %v: must be >= 0", c.DefaultTimeout))
+	}
+	if len(errs) > 0 {
+		return fmt.Errorf("sched config: %w", errors.Join(errs...))
+	}
+	return nil
+}
+
+// withDefaults returns c with zero fields replaced by the defaults above.
+func (c Config) withDefaults() Config {
+	if c.Concurrency == 0 {
+		c.Concurrency = DefaultConcurrency
+	}
+	if c.MaxQueueSize == 0 {
+		c.MaxQueueSize = DefaultMaxQueueSize
+	}
+	return c
+}
