@@ -160,10 +160,14 @@ func (s *Signature) Output(name string) (TensorSpec, bool) {
 
 // Accepts reports whether a tensor of this datatype and shape fits the
 // spec: same datatype, same rank, and equal dimensions where the spec's
-// dimension is fixed.
+// dimension is fixed. A nil spec shape means the model does not declare
+// a rank, and any shape is accepted.
 func (t TensorSpec) Accepts(dt DataType, shape []int64) error {
 	if dt != t.DataType {
 		return fmt.Errorf("input %q: datatype %s, model expects %s", t.Name, dt, t.DataType)
+	}
+	if t.Shape == nil {
+		return nil
 	}
 	if len(shape) != len(t.Shape) {
 		return fmt.Errorf("input %q: shape %v has rank %d, model expects rank %d %v", t.Name, shape, len(shape), len(t.Shape), t.Shape)
