@@ -1,0 +1,433 @@
+package node
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"os"
+	"sort"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/petrel-mesh/petrel/models"
+	"github.com/petrel-mesh/petrel/models/oip"
+	"github.com/petrel-mesh/petrel/node/sched"
+)
+
+// Model states, as the repository index reports them.
+const (
+	StateReady       = "READY"
+	StateLoading     = "LOADING"
+	StateUnavailable = "UNAVAILABLE"
+)
+
+// Errors the HTTP layer maps to status codes.
+var (
+	ErrModelNotFound   = errors.New("model not found")
+	ErrVersionNotFound = errors.New("model version not found")
+	ErrModelNotReady   = errors.New("model is not ready")
+)
+
+// SessionLoader turns model bytes into a runnable session. The default
+// uses ONNX Runtime; tests of the HTTP layer may pass an in-memory twin.
+type SessionLoader func(onnx []byte, mc *ModelConfig) (models.Session, error)
+
+// version is one loaded model version: manifest, session and scheduler.
+type version struct {
+	manifest models.Manifest
+	config   *ModelConfig
+	session  models.Session
+	sched    *sched.Scheduler
+	bytes    int64
+	stats    *modelStats
+	obs      *schedObserver
+	outIndex map[string]int
+}
+
+// modelEntry is a model's state on this node.
+type modelEntry struct {
+	name     string
+	state    string
+	reason   string
+	versions map[string]*version
+	latest   string
+}
+
+// manager owns the loaded models. Loads of one model are serialised; reads
+// take a snapshot under the lock.
+type manager struct {
+	n      *Node
+	mu     sync.RWMutex
+	models map[string]*modelEntry
+	loadMu sync.Mutex // serialises load/unload
+}
+
+func newManager(n *Node) *manager {
+	return &manager{n: n, models: map[string]*modelEntry{}}
+}
+
+// lookup returns the ready version asked for ("" = latest).
+func (m *manager) lookup(name, ver string) (*version, error) {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	e, ok := m.models[name]
+	if !ok {
+		return nil, fmt.Errorf("%w: %q", ErrModelNotFound, name)
+	}
+	if e.state != StateReady {
+		return nil, fmt.Errorf("%w: %q is %s", ErrModelNotReady, name, e.state)
+	}
+	if ver == "" {
+		ver = e.latest
+	}
+	v, ok := e.versions[ver]
+	if !ok {
+		return nil, fmt.Errorf("%w: %q version %q", ErrVersionNotFound, name, ver)
+	}
+	return v, nil
+}
+
+// IndexEntry is one row of the repository index.
+type IndexEntry struct {
+	Name    string `json:"name"`
+	Version string `json:"version,omitempty"`
+	State   string `json:"state"`
+	Reason  string `json:"reason,omitempty"`
+}
+
+func (m *manager) index(ready bool) ([]IndexEntry, error) {
+	repo, bad, err := scanRepository(m.n.cfg.ModelRepository)
+	if err != nil {
+		return nil, err
+	}
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	var out []IndexEntry
+	names := map[string]bool{}
+	for n := range repo {
+		names[n] = true
+	}
+	for n := range bad {
+		names[n] = true
+	}
+	for n := range m.models {
+		names[n] = true
+	}
+	sorted := make([]string, 0, len(names))
+	for n := range names {
+		sorted = append(sorted, n)
+	}
+	sort.Strings(sorted)
+	for _, n := range sorted {
+		e := m.models[n]
+		switch {
+		case e != nil && e.state == StateReady:
+			vs := make([]string, 0, len(e.versions))
+			for v := range e.versions {
+				vs = append(vs, v)
+			}
+			sort.Slice(vs, func(i, j int) bool { return versionLess(vs[i], vs[j]) })
+			for _, v := range vs {
+				out = append(out, IndexEntry{Name: n, Version: v, State: StateReady})
+			}
+		case ready:
+			continue
+		case e != nil:
+			out = append(out, IndexEntry{Name: n, State: e.state, Reason: e.reason})
+		case bad[n] != nil:
+			out = append(out, IndexEntry{Name: n, State: StateUnavailable, Reason: bad[n].Error()})
+		default:
+			out = append(out, IndexEntry{Name: n, State: StateUnavailable, Reason: "unloaded"})
+		}
+	}
+	return out, nil
+}
+
+// load (re)loads every version of a model from the repository. On failure
+// the model's previous versions keep serving and the error is recorded.
+func (m *manager) load(ctx context.Context, name string) error {
+	if !models.ValidName(name) {
+		return fmt.Errorf("%w: invalid model name %q", ErrModelNotFound, name)
+	}
+	m.loadMu.Lock()
+	defer m.loadMu.Unlock()
+	rm, err := scanModel(m.n.cfg.ModelRepository, name)
+	if err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			return fmt.Errorf("%w: %q is not in the repository", ErrModelNotFound, name)
+		}
+		m.setFailed(name, err)
+		return err
+	}
+	if len(rm.Versions) == 0 {
+		err := fmt.Errorf("%w: %q has no <version>/model.onnx in the repository", ErrModelNotFound, name)
+		return err
+	}
+	m.mu.Lock()
+	if e, ok := m.models[name]; !ok || e.state != StateReady {
+		m.models[name] = &modelEntry{name: name, state: StateLoading}
+	}
+	m.mu.Unlock()
+
+	loaded := map[string]*version{}
+	for _, rv := range rm.Versions {
+		v, err := m.loadVersion(ctx, rm, rv)
+		if err != nil {
+			for _, l := range loaded {
+				l.close(ctx)
+			}
+			m.setFailed(name, err)
+			return err
+		}
+		loaded[rv.Version] = v
+	}
+	m.mu.Lock()
+	old := m.models[name]
+	m.models[name] = &modelEntry{name: name, state: StateReady, versions: loaded, latest: rm.Versions[len(rm.Versions)-1].Version}
+	m.mu.Unlock()
+	for _, v := range loaded {
+		m.n.metrics.modelProvider.WithLabelValues(name, v.manifest.Version, v.session.Provider()).Set(1)
+	}
+	if old != nil {
+		for _, v := range old.versions {
+			v.close(ctx)
+			m.n.metrics.modelProvider.DeleteLabelValues(name, v.manifest.Version, v.session.Provider())
+		}
+	}
+	m.refreshGauges()
+	m.n.log.Info("model loaded", "model", name, "versions", len(loaded))
+	return nil
+}
+
+func (m *manager) setFailed(name string, err error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if e, ok := m.models[name]; ok && e.state == StateReady {
+		// Keep serving what was loaded; the failure is logged.
+		m.n.log.Warn("model reload failed; previous versions keep serving", "model", name, "err", err)
+		return
+	}
+	m.models[name] = &modelEntry{name: name, state: StateUnavailable, reason: err.Error()}
+	m.n.log.Warn("model failed to load", "model", name, "err", err)
+}
+
+func (m *manager) loadVersion(ctx context.Context, rm *repoModel, rv repoVersion) (*version, error) {
+	b, err := os.ReadFile(rv.Path)
+	if err != nil {
+		return nil, fmt.Errorf("model %q version %s: %w", rm.Name, rv.Version, err)
+	}
+	sess, err := m.n.loader(b, &rm.Config)
+	if err != nil {
+		return nil, fmt.Errorf("model %q version %s: load %s: %w", rm.Name, rv.Version, rv.Path, err)
+	}
+	man := models.Manifest{
+		Name: rm.Name, Version: rv.Version, Digest: models.DigestBytes(b), Format: models.FormatONNX,
+		Signature: sess.Signature(), Golden: rm.Config.Golden, Labels: rm.Config.Labels, CreatedAt: rv.ModTime.UTC(),
+	}
+	if err := man.Validate(); err != nil {
+		sess.Close()
+		return nil, err
+	}
+	if err := checkGolden(ctx, sess, man.Golden); err != nil {
+		sess.Close()
+		return nil, fmt.Errorf("model %q version %s: %w", rm.Name, rv.Version, err)
+	}
+	v := &version{manifest: man, config: &rm.Config, session: sess, bytes: int64(len(b)), stats: &modelStats{}}
+	v.outIndex = make(map[string]int, len(man.Signature.Outputs))
+	for i, o := range man.Signature.Outputs {
+		v.outIndex[o.Name] = i
+	}
+	mt := m.n.metrics
+	v.obs = &schedObserver{
+		queue:   mt.queueLat.WithLabelValues(rm.Name, rv.Version),
+		compute: mt.computeLat.WithLabelValues(rm.Name, rv.Version),
+		batch:   mt.batchSize.WithLabelValues(rm.Name, rv.Version),
+		stats:   v.stats,
+	}
+	v.sched, err = sched.New(rm.Config.schedConfig(), sess, man.Signature, v.obs)
+	if err != nil {
+		sess.Close()
+		return nil, fmt.Errorf("model %q version %s: scheduler: %w", rm.Name, rv.Version, err)
+	}
+	return v, nil
+}
+
+// checkGolden runs each golden example and compares outputs.
+func checkGolden(ctx context.Context, s models.Session, golden []models.Golden) error {
+	for i, g := range golden {
+		ins, err := goldenTensors(g.Inputs)
+		if err != nil {
+			return fmt.Errorf("golden example %d inputs: %w", i, err)
+		}
+		want, err := goldenTensors(g.Outputs)
+		if err != nil {
+			return fmt.Errorf("golden example %d outputs: %w", i, err)
+		}
+		names := make([]string, len(want))
+		for j, w := range want {
+			names[j] = w.Name
+		}
+		got, err := s.Run(ctx, ins, names)
+		if err != nil {
+			return fmt.Errorf("golden example %d: %w", i, err)
+		}
+		for j := range want {
+			if err := compareTensors(&got[j], &want[j], g.Tolerance); err != nil {
+				return fmt.Errorf("golden example %d: %w", i, err)
+			}
+		}
+	}
+	return nil
+}
+
+func goldenTensors(gs []models.GoldenTensor) ([]models.Tensor, error) {
+	// Reuse the OIP JSON decoder: a golden tensor is an OIP JSON input.
+	body := []byte(`{"inputs":[`)
+	for i, g := range gs {
+		if i > 0 {
+			body = append(body, ',')
+		}
+		body = fmt.Appendf(body, `{"name":%q,"datatype":%q,"shape":%s,"data":%s}`, g.Name, g.DataType, shapeJSON(g.Shape), g.Data)
+	}
+	body = append(body, "]}"...)
+	req, err := oip.DecodeRequest(body, -1, oip.Limits{})
+	if err != nil {
+		return nil, err
+	}
+	return req.Inputs, nil
+}
+
+func shapeJSON(s []int64) string {
+	b := []byte{'['}
+	for i, d := range s {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = fmt.Append(b, d)
+	}
+	return string(append(b, ']'))
+}
+
+func compareTensors(got, want *models.Tensor, tol float64) error {
+	if got.DataType != want.DataType {
+		return fmt.Errorf("output %q: datatype %s, golden %s", want.Name, got.DataType, want.DataType)
+	}
+	if fmt.Sprint(got.Shape) != fmt.Sprint(want.Shape) {
+		return fmt.Errorf("output %q: shape %v, golden %v", want.Name, got.Shape, want.Shape)
+	}
+	g, err := got.Float64s()
+	if err != nil {
+		return err
+	}
+	w, err := want.Float64s()
+	if err != nil {
+		return err
+	}
+	for i := range w {
+		if math.IsNaN(g[i]) && math.IsNaN(w[i]) {
+			continue
+		}
+		if !(math.Abs(g[i]-w[i]) <= tol) && g[i] != w[i] { // != keeps equal infinities equal
+			return fmt.Errorf("output %q element %d: %v, golden %v (tolerance %v)", want.Name, i, g[i], w[i], tol)
+		}
+	}
+	return nil
+}
+
+// unload drains and closes every version of a model.
+func (m *manager) unload(ctx context.Context, name string) error {
+	m.loadMu.Lock()
+	defer m.loadMu.Unlock()
+	m.mu.Lock()
+	e, ok := m.models[name]
+	if !ok {
+		m.mu.Unlock()
+		return fmt.Errorf("%w: %q is not loaded", ErrModelNotFound, name)
+	}
+	delete(m.models, name)
+	m.mu.Unlock()
+	for _, v := range e.versions {
+		v.close(ctx)
+		m.n.metrics.modelProvider.DeleteLabelValues(name, v.manifest.Version, v.session.Provider())
+	}
+	m.refreshGauges()
+	m.n.log.Info("model unloaded", "model", name)
+	return nil
+}
+
+func (m *manager) closeAll(ctx context.Context) {
+	m.loadMu.Lock()
+	defer m.loadMu.Unlock()
+	m.mu.Lock()
+	all := m.models
+	m.models = map[string]*modelEntry{}
+	m.mu.Unlock()
+	var wg sync.WaitGroup
+	for _, e := range all {
+		for _, v := range e.versions {
+			wg.Go(func() { v.close(ctx) })
+		}
+	}
+	wg.Wait()
+	m.refreshGauges()
+}
+
+func (m *manager) refreshGauges() {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	var n, b int64
+	for _, e := range m.models {
+		for _, v := range e.versions {
+			n++
+			b += v.bytes
+		}
+	}
+	m.n.metrics.loadedModels.Set(float64(n))
+	m.n.metrics.loadedBytes.Set(float64(b))
+}
+
+// close drains the scheduler (in-flight and queued requests finish) and
+// then releases the session.
+func (v *version) close(ctx context.Context) {
+	_ = v.sched.Close(ctx)
+	_ = v.session.Close()
+}
+
+// modelStats backs the per-model statistics endpoint, in the shape of
+// Triton's statistics extension.
+type modelStats struct {
+	inferenceCount atomic.Int64 // rows
+	executionCount atomic.Int64 // runtime executions
+	successCount   atomic.Int64
+	successNs      atomic.Int64
+	failCount      atomic.Int64
+	failNs         atomic.Int64
+	queueCount     atomic.Int64
+	queueNs        atomic.Int64
+	computeCount   atomic.Int64
+	computeNs      atomic.Int64
+	cacheHitCount  atomic.Int64
+	cacheHitNs     atomic.Int64
+	cacheMissCount atomic.Int64
+	lastInference  atomic.Int64 // unix ms
+}
+
+func (o *schedObserver) QueueTime(d time.Duration) {
+	o.queue.Observe(d.Seconds())
+	o.stats.queueCount.Add(1)
+	o.stats.queueNs.Add(int64(d))
+}
+
+func (o *schedObserver) ComputeTime(d time.Duration) {
+	o.compute.Observe(d.Seconds())
+	o.stats.computeCount.Add(1)
+	o.stats.computeNs.Add(int64(d))
+}
+
+func (o *schedObserver) BatchSize(rows int) {
+	o.batch.Observe(float64(rows))
+	o.stats.executionCount.Add(1)
+	o.stats.inferenceCount.Add(int64(rows))
+}

@@ -1,0 +1,225 @@
+package node
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"time"
+
+	"github.com/petrel-mesh/petrel/models"
+	"github.com/petrel-mesh/petrel/models/ort"
+	"github.com/petrel-mesh/petrel/node/sched"
+)
+
+// ModelConfig is the optional <model>/config.json of a model repository.
+// Every field is optional; zero values take the defaults noted.
+type ModelConfig struct {
+	// MaxBatchSize enables dynamic batching up to this many rows when the
+	// model's inputs and outputs all have a dynamic first dimension.
+	// Default 64; 1 disables batching.
+	MaxBatchSize *int `json:"max_batch_size,omitempty"`
+	// MaxQueueDelayMicros is how long a request may wait for others to batch
+	// with. Default 0: never wait, batch only what queues up while the
+	// runtime is busy.
+	MaxQueueDelayMicros int64 `json:"max_queue_delay_microseconds,omitempty"`
+	// PreferredBatchSizes dispatch a batch as soon as it reaches one of them.
+	PreferredBatchSizes []int `json:"preferred_batch_size,omitempty"`
+	// MaxQueueSize bounds waiting requests (429 beyond). Default 1024.
+	MaxQueueSize int `json:"max_queue_size,omitempty"`
+	// Concurrency is how many executions of one version run at once. Default 1.
+	Concurrency int `json:"concurrency,omitempty"`
+	// TimeoutMillis is the default request deadline; 0 means none.
+	TimeoutMillis int64 `json:"timeout_ms,omitempty"`
+	// ResponseCache enables the response cache for this model.
+	ResponseCache bool `json:"response_cache,omitempty"`
+	// Runtime overrides the node's ONNX Runtime options.
+	Runtime *RuntimeOverrides `json:"runtime,omitempty"`
+	// Labels are copied into each version's manifest.
+	Labels map[string]string `json:"labels,omitempty"`
+	// Golden examples each version must reproduce when it loads.
+	Golden []models.Golden `json:"golden,omitempty"`
+}
+
+// RuntimeOverrides are the per-model ONNX Runtime settings.
+type RuntimeOverrides struct {
+	IntraOpThreads    *int   `json:"intra_op_threads,omitempty"`
+	GraphOptimization string `json:"graph_optimization,omitempty"`
+	Spinning          *bool  `json:"spinning,omitempty"`
+	Provider          string `json:"provider,omitempty"`
+	RequireProvider   bool   `json:"require_provider,omitempty"`
+}
+
+// maxConfigBytes bounds config.json; a repository is operator input but
+// a runaway file must not take the node down.
+const maxConfigBytes = 1 << 20
+
+// parseModelConfig decodes and validates config.json strictly: unknown
+// fields are errors, so a typo does not silently fall back to a default.
+func parseModelConfig(b []byte) (ModelConfig, error) {
+	var c ModelConfig
+	if len(b) > maxConfigBytes {
+		return c, fmt.Errorf("config is %d bytes, limit %d", len(b), maxConfigBytes)
+	}
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&c); err != nil {
+		return c, fmt.Errorf("config: %w", err)
+	}
+	if dec.More() {
+		return c, errors.New("config: trailing data after the JSON object")
+	}
+	return c, c.Validate()
+}
+
+// Validate checks ranges.
+func (c *ModelConfig) Validate() error {
+	if c.MaxBatchSize != nil && (*c.MaxBatchSize < 1 || *c.MaxBatchSize > 1<<16) {
+		return fmt.Errorf("config: max_batch_size %d: want 1..65536", *c.MaxBatchSize)
+	}
+	if c.MaxQueueDelayMicros < 0 || c.MaxQueueDelayMicros > 10_000_000 {
+		return fmt.Errorf("config: max_queue_delay_microseconds %d: want 0..10000000", c.MaxQueueDelayMicros)
+	}
+	for _, p := range c.PreferredBatchSizes {
+		if p < 1 || (c.MaxBatchSize != nil && p > *c.MaxBatchSize) {
+			return fmt.Errorf("config: preferred_batch_size %d: want 1..max_batch_size", p)
+		}
+	}
+	if c.MaxQueueSize < 0 || c.Concurrency < 0 || c.TimeoutMillis < 0 {
+		return errors.New("config: max_queue_size, concurrency and timeout_ms must not be negative")
+	}
+	if c.Concurrency > 256 {
+		return fmt.Errorf("config: concurrency %d: want at most 256", c.Concurrency)
+	}
+	return nil
+}
+
+func (c *ModelConfig) schedConfig() sched.Config {
+	sc := sched.Config{
+		MaxBatchSize:        64,
+		MaxQueueDelay:       time.Duration(c.MaxQueueDelayMicros) * time.Microsecond,
+		PreferredBatchSizes: c.PreferredBatchSizes,
+		MaxQueueSize:        1024,
+		Concurrency:         1,
+		DefaultTimeout:      time.Duration(c.TimeoutMillis) * time.Millisecond,
+	}
+	if c.MaxBatchSize != nil {
+		sc.MaxBatchSize = *c.MaxBatchSize
+	}
+	if c.MaxQueueSize > 0 {
+		sc.MaxQueueSize = c.MaxQueueSize
+	}
+	if c.Concurrency > 0 {
+		sc.Concurrency = c.Concurrency
+	}
+	return sc
+}
+
+func (c *ModelConfig) runtimeOptions(base ort.Options) ort.Options {
+	o := base
+	if r := c.Runtime; r != nil {
+		if r.IntraOpThreads != nil {
+			o.IntraOpThreads = *r.IntraOpThreads
+		}
+		if r.GraphOptimization != "" {
+			o.GraphOptimization = r.GraphOptimization
+		}
+		if r.Spinning != nil {
+			o.Spinning = r.Spinning
+		}
+		if r.Provider != "" {
+			o.Provider = r.Provider
+			o.RequireProvider = r.RequireProvider
+		}
+	}
+	return o
+}
+
+// repoModel is what the repository holds for one model: its config and
+// its versions' files.
+type repoModel struct {
+	Name     string
+	Config   ModelConfig
+	Versions []repoVersion // ascending; the last is the default
+}
+
+type repoVersion struct {
+	Version string
+	Path    string
+	ModTime time.Time
+}
+
+// scanRepository lists the models under dir. A model whose config is
+// invalid is returned with the error so the index can say why it is
+// unavailable, rather than failing the whole scan.
+func scanRepository(dir string) (map[string]*repoModel, map[string]error, error) {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return nil, nil, fmt.Errorf("model repository %q: %w", dir, err)
+	}
+	out := map[string]*repoModel{}
+	bad := map[string]error{}
+	for _, e := range entries {
+		if !e.IsDir() || !models.ValidName(e.Name()) {
+			continue
+		}
+		m, err := scanModel(dir, e.Name())
+		if err != nil {
+			bad[e.Name()] = err
+			continue
+		}
+		if len(m.Versions) > 0 {
+			out[m.Name] = m
+		}
+	}
+	return out, bad, nil
+}
+
+func scanModel(dir, name string) (*repoModel, error) {
+	m := &repoModel{Name: name}
+	mdir := filepath.Join(dir, name)
+	if b, err := os.ReadFile(filepath.Join(mdir, "config.json")); err == nil {
+		if m.Config, err = parseModelConfig(b); err != nil {
+			return nil, fmt.Errorf("model %q: %w", name, err)
+		}
+	} else if !errors.Is(err, os.ErrNotExist) {
+		return nil, fmt.Errorf("model %q: %w", name, err)
+	}
+	vs, err := os.ReadDir(mdir)
+	if err != nil {
+		return nil, fmt.Errorf("model %q: %w", name, err)
+	}
+	for _, v := range vs {
+		if !v.IsDir() || !models.ValidVersion(v.Name()) {
+			continue
+		}
+		p := filepath.Join(mdir, v.Name(), "model.onnx")
+		st, err := os.Stat(p)
+		if err != nil || !st.Mode().IsRegular() {
+			continue
+		}
+		m.Versions = append(m.Versions, repoVersion{Version: v.Name(), Path: p, ModTime: st.ModTime()})
+	}
+	sort.Slice(m.Versions, func(i, j int) bool { return versionLess(m.Versions[i].Version, m.Versions[j].Version) })
+	return m, nil
+}
+
+// versionLess orders numeric versions numerically, before any
+// non-numeric ones, which sort lexically.
+func versionLess(a, b string) bool {
+	ai, aerr := strconv.ParseUint(a, 10, 64)
+	bi, berr := strconv.ParseUint(b, 10, 64)
+	switch {
+	case aerr == nil && berr == nil:
+		return ai < bi
+	case aerr == nil:
+		return true
+	case berr == nil:
+		return false
+	}
+	return a < b
+}
