@@ -156,10 +156,19 @@ func (n *Node) handleModelMeta(w http.ResponseWriter, r *http.Request) {
 		"parameters": map[string]any{
 			"digest":             v.manifest.Digest,
 			"execution_provider": v.session.Provider(),
-			"max_batch_size":     v.config.schedConfig().MaxBatchSize,
+			"max_batch_size":     maxBatch(v),
 			"labels":             v.manifest.Labels,
 		},
 	})
+}
+
+// maxBatch is the batch size the node will form for v, 0 when the model
+// cannot be batched (as Triton reports it).
+func maxBatch(v *version) int {
+	if !v.sched.Batching() {
+		return 0
+	}
+	return v.config.schedConfig().MaxBatchSize
 }
 
 func sortVersions(vs []string) {
@@ -184,6 +193,9 @@ var bufPool = sync.Pool{New: func() any { b := make([]byte, 0, 16<<10); return &
 
 const maxPooledBuf = 1 << 20
 
+// maxPrealloc bounds the body buffer allocated up front from Content-Length.
+const maxPrealloc = 4 << 20
+
 func putBuf(b *[]byte) {
 	if cap(*b) <= maxPooledBuf {
 		*b = (*b)[:0]
@@ -196,7 +208,9 @@ func readBody(r *http.Request, buf []byte, limit int64) ([]byte, error) {
 	if r.ContentLength > limit {
 		return buf, errTooLarge(r.ContentLength, limit)
 	}
-	if r.ContentLength > 0 {
+	// Preallocate for a declared length only up to a bound, so a client
+	// that declares 64 MiB and then sends slowly cannot pin that memory.
+	if r.ContentLength > 0 && r.ContentLength <= maxPrealloc {
 		if int64(cap(buf)) < r.ContentLength {
 			buf = make([]byte, 0, r.ContentLength)
 		}
@@ -364,9 +378,11 @@ func (n *Node) infer(w http.ResponseWriter, r *http.Request, v *version) (int, e
 	cached := false
 	if useCache {
 		key = respcache.KeyFor(v.manifest.Digest, req.Inputs, outNames)
+		lookup := time.Now()
 		if outs, cached = n.cache.Get(key); cached {
 			n.metrics.cacheHits.WithLabelValues(v.manifest.Name).Inc()
 			v.stats.cacheHitCount.Add(1)
+			v.stats.cacheHitNs.Add(int64(time.Since(lookup)))
 		} else {
 			n.metrics.cacheMisses.WithLabelValues(v.manifest.Name).Inc()
 			v.stats.cacheMissCount.Add(1)

@@ -78,15 +78,6 @@ func (s *scanner) describe() string {
 	}
 }
 
-// enter consumes the opening byte c of an object or array.
-func (s *scanner) enter(c byte, what string) error {
-	if s.peek() != c {
-		return s.syntax("expected %s, found %s", what, s.describe())
-	}
-	s.i++
-	return nil
-}
-
 // next moves to the next member or element of the object or array being
 // read, which closes with end. It consumes the separating comma, or the
 // closing byte, in which case it returns false. When it returns true, the

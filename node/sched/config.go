@@ -48,28 +48,28 @@ type Config struct {
 func (c Config) Validate() error {
 	var errs []error
 	if c.MaxBatchSize < 0 {
-		errs = append(errs, fmt.Errorf("MaxBatchSize %d: must be >= 0", c.MaxBatchSize))
+		errs = append(errs, fmt.Errorf("max batch size %d: must be >= 0", c.MaxBatchSize))
 	}
 	if c.MaxQueueDelay < 0 {
-		errs = append(errs, fmt.Errorf("MaxQueueDelay %v: must be >= 0", c.MaxQueueDelay))
+		errs = append(errs, fmt.Errorf("max queue delay %v: must be >= 0", c.MaxQueueDelay))
 	}
 	for _, n := range c.PreferredBatchSizes {
 		if c.MaxBatchSize <= 1 {
-			errs = append(errs, fmt.Errorf("PreferredBatchSizes %v: batching is disabled (MaxBatchSize %d)", c.PreferredBatchSizes, c.MaxBatchSize))
+			errs = append(errs, fmt.Errorf("preferred batch sizes %v: batching is disabled (max batch size %d)", c.PreferredBatchSizes, c.MaxBatchSize))
 			break
 		}
 		if n < 1 || n > c.MaxBatchSize {
-			errs = append(errs, fmt.Errorf("PreferredBatchSizes: %d is outside [1, MaxBatchSize %d]", n, c.MaxBatchSize))
+			errs = append(errs, fmt.Errorf("preferred batch size %d is outside [1, max batch size %d]", n, c.MaxBatchSize))
 		}
 	}
 	if c.MaxQueueSize < 0 {
-		errs = append(errs, fmt.Errorf("MaxQueueSize %d: must be >= 0", c.MaxQueueSize))
+		errs = append(errs, fmt.Errorf("max queue size %d: must be >= 0", c.MaxQueueSize))
 	}
 	if c.Concurrency < 0 {
-		errs = append(errs, fmt.Errorf("Concurrency %d: must be >= 0", c.Concurrency))
+		errs = append(errs, fmt.Errorf("concurrency %d: must be >= 0", c.Concurrency))
 	}
 	if c.DefaultTimeout < 0 {
-		errs = append(errs, fmt.Errorf("DefaultTimeout %v: must be >= 0", c.DefaultTimeout))
+		errs = append(errs, fmt.Errorf("default timeout %v: must be >= 0", c.DefaultTimeout))
 	}
 	if len(errs) > 0 {
 		return fmt.Errorf("sched config: %w", errors.Join(errs...))
