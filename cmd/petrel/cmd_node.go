@@ -1,0 +1,114 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"os"
+	"strings"
+
+	"github.com/petrel-mesh/petrel/node"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+)
+
+func runNode(ctx context.Context, e *env, args []string) int {
+	cfg := node.DefaultConfig()
+	fs := flag.NewFlagSet("petrel node", flag.ContinueOnError)
+	fs.SetOutput(e.stderr)
+	fs.StringVar(&cfg.ID, "id", cfg.ID, "node id, reported in the Petrel-Served-By header")
+	fs.StringVar(&cfg.Listen, "listen", cfg.Listen, "TCP address for HTTP/1.1 and HTTP/2; HTTP/3 uses the same UDP port")
+	fs.StringVar(&cfg.ModelRepository, "model-repo", "", "model repository: <model>/<version>/model.onnx [+ <model>/config.json]")
+	fs.StringVar(&cfg.CertFile, "tls-cert", "", "TLS certificate (PEM); without it a development certificate is generated")
+	fs.StringVar(&cfg.KeyFile, "tls-key", "", "TLS private key (PEM)")
+	fs.BoolVar(&cfg.PlainTCP, "plain-tcp", false, "serve cleartext HTTP/1.1 and h2c on TCP (local use); HTTP/3 still uses TLS")
+	fs.StringVar(&cfg.DevCertDir, "dev-cert-dir", "", "write the generated development certificate here (cert.pem, key.pem)")
+	fs.BoolVar(&cfg.HTTP3, "http3", cfg.HTTP3, "serve HTTP/3 on UDP")
+	fs.Int64Var(&cfg.MaxBodyBytes, "max-body-bytes", cfg.MaxBodyBytes, "largest request body accepted (413 beyond)")
+	fs.Int64Var(&cfg.ResponseCacheBytes, "response-cache-bytes", cfg.ResponseCacheBytes, "response cache size; 0 disables")
+	fs.StringVar(&cfg.ORTLibrary, "ort-lib", "", "path of libonnxruntime.so (default: $PETREL_ORT_LIB, then the setup cache)")
+	fs.IntVar(&cfg.Runtime.IntraOpThreads, "intra-op-threads", cfg.Runtime.IntraOpThreads, "ONNX Runtime intra-op threads per session")
+	fs.StringVar(&cfg.Runtime.GraphOptimization, "graph-optimization", cfg.Runtime.GraphOptimization, "disable|basic|extended|all")
+	fs.StringVar(&cfg.Runtime.Provider, "provider", cfg.Runtime.Provider, "execution provider: cpu|cuda (falls back to cpu unless --require-provider)")
+	fs.BoolVar(&cfg.Runtime.RequireProvider, "require-provider", false, "fail to load models when the provider cannot be used")
+	fs.DurationVar(&cfg.ShutdownTimeout, "shutdown-timeout", cfg.ShutdownTimeout, "how long to drain in-flight requests on shutdown")
+	logLevel := fs.String("log-level", "info", "debug|info|warn|error")
+	logJSON := fs.Bool("log-json", false, "log as JSON")
+	examples := fs.Bool("print-examples", false, "print curl examples once serving")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(e.stderr, "petrel node: unexpected arguments %q\n", fs.Args())
+		return 2
+	}
+	var lvl slog.Level
+	if err := lvl.UnmarshalText([]byte(*logLevel)); err != nil {
+		fmt.Fprintf(e.stderr, "petrel node: --log-level %q: want debug, info, warn or error\n", *logLevel)
+		return 2
+	}
+	hopts := &slog.HandlerOptions{Level: lvl}
+	if *logJSON {
+		cfg.Logger = slog.New(slog.NewJSONHandler(e.stderr, hopts))
+	} else {
+		cfg.Logger = slog.New(slog.NewTextHandler(e.stderr, hopts))
+	}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	cfg.Registry = reg
+
+	n, err := node.New(cfg)
+	if err != nil {
+		fmt.Fprintf(e.stderr, "petrel node: %v\n", err)
+		return 1
+	}
+	if err := n.Start(ctx); err != nil {
+		fmt.Fprintf(e.stderr, "petrel node: %v\n", err)
+		return 1
+	}
+	if *examples {
+		printExamples(e, n, cfg)
+	}
+	var serveErr error
+	select {
+	case <-ctx.Done():
+		cfg.Logger.Info("shutting down: draining in-flight requests", "timeout", cfg.ShutdownTimeout)
+	case serveErr = <-n.Err():
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
+	defer cancel()
+	if err := errors.Join(serveErr, n.Shutdown(sctx)); err != nil {
+		fmt.Fprintf(e.stderr, "petrel node: %v\n", err)
+		return 1
+	}
+	return 0
+}
+
+func printExamples(e *env, n *node.Node, cfg node.Config) {
+	scheme := "https"
+	flags := "-k "
+	if cfg.PlainTCP {
+		scheme, flags = "http", ""
+	}
+	base := scheme + "://" + n.Addr()
+	var b strings.Builder
+	fmt.Fprintf(&b, "\nPetrel node %q is serving on %s (HTTP/1.1, HTTP/2", cfg.ID, base)
+	if cfg.HTTP3 {
+		fmt.Fprintf(&b, "; HTTP/3 on udp/%s", n.Addr()[strings.LastIndex(n.Addr(), ":")+1:])
+	}
+	b.WriteString(").\nTry:\n\n")
+	fmt.Fprintf(&b, "  curl %s%s/v2/models/mlp-small\n", flags, base)
+	fmt.Fprintf(&b, "  curl %s%s/v2/models/mlp-small/infer -H 'Content-Type: application/json' \\\n    -d '{\"inputs\":[{\"name\":\"input\",\"shape\":[1,64],\"datatype\":\"FP32\",\"data\":[%s]}]}'\n",
+		flags, base, strings.TrimSuffix(strings.Repeat("0.5,", 64), ","))
+	fmt.Fprintf(&b, "  bin/petrel infer --url %s --model mlp-small --input input:FP32:1x64:random", base)
+	if cfg.HTTP3 && cfg.DevCertDir != "" {
+		fmt.Fprintf(&b, "\n  bin/petrel infer --url %s --protocol h3 --ca %s/cert.pem --model mlp-small --input input:FP32:1x64:random", base, cfg.DevCertDir)
+	}
+	fmt.Fprintf(&b, "\n  curl %s%s/metrics | grep petrel_\n\nPress Ctrl-C to stop (in-flight requests drain first).\n\n", flags, base)
+	fmt.Fprint(e.stdout, b.String())
+	if f, ok := e.stdout.(*os.File); ok {
+		f.Sync()
+	}
+}
