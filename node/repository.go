@@ -106,6 +106,9 @@ func (c *ModelConfig) schedConfig() sched.Config {
 		MaxQueueSize:        1024,
 		Concurrency:         1,
 		DefaultTimeout:      time.Duration(c.TimeoutMillis) * time.Millisecond,
+		// ONNX Runtime sessions honour cancellation (RunOptions.Terminate),
+		// which running requests inline needs.
+		InlineWhenIdle: true,
 	}
 	if c.MaxBatchSize != nil {
 		sc.MaxBatchSize = *c.MaxBatchSize

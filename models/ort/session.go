@@ -44,6 +44,9 @@ type Session struct {
 	sig        models.Signature
 	provider   string
 	note       string
+	// runOpts is a free list of RunOptions, so that a cancellable run does
+	// not create and destroy one through cgo each time.
+	runOpts chan *onnx.RunOptions
 }
 
 // dimSrc is where a dimension of an output comes from: a fixed value
@@ -86,6 +89,7 @@ func Load(model []byte, opts Options) (*Session, error) {
 		shapes:  make([][]int64, len(out)),
 		resolve: make([][]dimSrc, len(out)),
 		sig:     signatureOf(in, out),
+		runOpts: make(chan *onnx.RunOptions, 16),
 	}
 	inNames := make([]string, len(in))
 	params := map[string]dimSrc{}
@@ -120,6 +124,16 @@ func Load(model []byte, opts Options) (*Session, error) {
 				return nil, err
 			}
 			s.hasResolve = true
+		case !sp.static && sp.DataType != models.Bytes && sp.Shape != nil && len(sp.Shape) > 0:
+			// Preallocating saves the library's copy of the output (a
+			// batched output is the common case: [batch, k] with batch an
+			// input dimension). If the graph's real output shape differs
+			// from the declared one, ONNX Runtime refuses the run with a
+			// shape error rather than writing past the buffer.
+			if r, err := resolveDims(sp, params); err == nil {
+				s.resolve[i] = r
+				s.hasResolve = true
+			}
 		}
 	}
 	for i, sp := range out {
@@ -259,6 +273,15 @@ func (s *Session) Close() error {
 	}
 	err := s.sess.Destroy()
 	s.sess = nil
+	for {
+		select {
+		case ro := <-s.runOpts:
+			ro.Destroy()
+			continue
+		default:
+		}
+		break
+	}
 	if err != nil {
 		return fmt.Errorf("ort: close session: %w", err)
 	}
@@ -364,19 +387,21 @@ func (s *Session) run(ctx context.Context, in []onnx.Value, shapes [][]int64, wa
 	var ro *onnx.RunOptions
 	if ctx.Done() != nil {
 		var err error
-		if ro, err = onnx.NewRunOptions(); err != nil {
+		if ro, err = s.getRunOptions(); err != nil {
 			return nil, fmt.Errorf("ort: run options: %w", err)
 		}
-		defer ro.Destroy()
 		stopped := make(chan struct{})
 		stop := context.AfterFunc(ctx, func() {
 			defer close(stopped)
 			ro.Terminate()
 		})
 		defer func() {
-			if !stop() {
-				<-stopped // Terminate is running; let it finish before Destroy
+			if stop() {
+				s.putRunOptions(ro) // never terminated: reusable as is
+				return
 			}
+			<-stopped // Terminate ran; this one is spent
+			ro.Destroy()
 		}()
 	}
 	if err := s.sess.RunWithOptions(in, outVals, ro); err != nil {
@@ -425,6 +450,25 @@ func (s *Session) run(ctx context.Context, in []onnx.Value, shapes [][]int64, wa
 		res[k] = all[i]
 	}
 	return res, nil
+}
+
+func (s *Session) getRunOptions() (*onnx.RunOptions, error) {
+	select {
+	case ro := <-s.runOpts:
+		return ro, nil
+	default:
+		return onnx.NewRunOptions()
+	}
+}
+
+// putRunOptions keeps ro for reuse, or destroys it when the free list is
+// full. Called under s.mu (shared), so Close cannot run concurrently.
+func (s *Session) putRunOptions(ro *onnx.RunOptions) {
+	select {
+	case s.runOpts <- ro:
+	default:
+		ro.Destroy()
+	}
 }
 
 // outputIndices maps requested output names to indices; nil means all.

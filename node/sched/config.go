@@ -36,6 +36,14 @@ type Config struct {
 	// MaxQueueSize is how many requests may wait (not executing); beyond it
 	// Submit fails with ErrQueueFull. 0 means DefaultMaxQueueSize.
 	MaxQueueSize int
+	// InlineWhenIdle lets Submit run a request on the caller's goroutine
+	// when nothing is queued and a slot is free (and there is no delay to
+	// batch under), saving the hand-off to a worker goroutine. The price:
+	// such a caller returns when the executor returns, so the executor
+	// must honour ctx promptly (models/ort does, by terminating the run);
+	// with an executor that ignores ctx, a deadline or Close no longer
+	// releases that caller early.
+	InlineWhenIdle bool
 	// Concurrency is how many executions may be in flight at once.
 	// 0 means DefaultConcurrency.
 	Concurrency int

@@ -793,3 +793,59 @@ func TestStress(t *testing.T) {
 	}
 	checkGoroutines(t, base)
 }
+
+// TestInlineWhenIdle: the idle request runs on its caller's goroutine,
+// and what queues meanwhile is still batched by the workers.
+func TestInlineWhenIdle(t *testing.T) {
+	f := newFake()
+	obs := &countingObserver{}
+	s := mustNew(t, Config{MaxBatchSize: 4, InlineWhenIdle: true}, f, batchSig(), obs)
+	// Idle: runs inline and returns its own rows.
+	r0 := req(2, 7)
+	out, err := s.Submit(context.Background(), r0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkOutputs(t, r0, out)
+	var rs []*Request
+	for i := range 10 {
+		rs = append(rs, req(1, float32(100*(i+1))))
+	}
+	release, bch, chs := blockAndQueue(t, s, f, req(1, 0), rs)
+	release()
+	if o := wait(t, bch); o.err != nil {
+		t.Fatal(o.err)
+	}
+	for i, ch := range chs {
+		o := wait(t, ch)
+		if o.err != nil {
+			t.Fatalf("request %d: %v", i, o.err)
+		}
+		checkOutputs(t, rs[i], o.out)
+	}
+	if got, want := rowsOf(f.Calls()), []int64{2, 1, 4, 4, 2}; !slices.Equal(got, want) {
+		t.Errorf("batches %v, want %v", got, want)
+	}
+	obs.mu.Lock()
+	defer obs.mu.Unlock()
+	if obs.queued != 12 || obs.runs != 5 || obs.rows != 13 {
+		t.Errorf("observer: queued %d runs %d rows %d, want 12 5 13", obs.queued, obs.runs, obs.rows)
+	}
+}
+
+// TestInlineDeadline: an inline request whose deadline passes while it
+// runs gets DeadlineExceeded once the (ctx-honouring) executor stops.
+func TestInlineDeadline(t *testing.T) {
+	f := newFake()
+	s := mustNew(t, Config{InlineWhenIdle: true}, f, batchSig(), nil)
+	release := f.hold(0)
+	defer release()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
+	defer cancel()
+	if _, err := s.Submit(ctx, req(1, 0)); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("got %v, want DeadlineExceeded", err)
+	}
+	if err := s.Close(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+}
