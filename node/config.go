@@ -44,7 +44,8 @@ type Config struct {
 	// opt in with response_cache in their config. Default 64 MiB.
 	ResponseCacheBytes int64
 	// Runtime is the default ONNX Runtime session configuration; models may
-	// override parts of it in their config.
+	// override parts of it in their config. IntraOpThreads 0 means auto:
+	// see AutoIntraOpThreads.
 	Runtime ort.Options
 	// ORTLibrary is the path of libonnxruntime.so ("" = PETREL_ORT_LIB, then
 	// the setup cache).
@@ -66,7 +67,7 @@ func DefaultConfig() Config {
 		LoadAll:            true,
 		MaxBodyBytes:       64 << 20,
 		ResponseCacheBytes: 64 << 20,
-		Runtime:            ort.DefaultOptions(),
+		Runtime:            autoRuntime(),
 		ShutdownTimeout:    30 * time.Second,
 	}
 }
@@ -101,4 +102,10 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("runtime: %w", err)
 	}
 	return nil
+}
+
+func autoRuntime() ort.Options {
+	o := ort.DefaultOptions()
+	o.IntraOpThreads = 0 // auto, per model size
+	return o
 }

@@ -288,19 +288,18 @@ func (n *Node) handleInfer(w http.ResponseWriter, r *http.Request) {
 	defer n.metrics.inflight.Dec()
 	status, err := n.infer(w, r, v)
 	elapsed := time.Since(start)
-	outcome := "success"
 	if err != nil {
-		outcome = "failure"
 		writeError(w, status, err.Error())
 		v.stats.failCount.Add(1)
 		v.stats.failNs.Add(int64(elapsed))
+		v.failCount.Inc()
 	} else {
 		v.stats.successCount.Add(1)
 		v.stats.successNs.Add(int64(elapsed))
+		v.okCount.Inc()
 	}
 	v.stats.lastInference.Store(start.UnixMilli())
-	n.metrics.requests.WithLabelValues(v.manifest.Name, v.manifest.Version, outcome).Inc()
-	n.metrics.requestLat.WithLabelValues(v.manifest.Name, v.manifest.Version).Observe(elapsed.Seconds())
+	v.reqLat.Observe(elapsed.Seconds())
 }
 
 // infer serves one inference request. It returns the status and error to
@@ -380,11 +379,11 @@ func (n *Node) infer(w http.ResponseWriter, r *http.Request, v *version) (int, e
 		key = respcache.KeyFor(v.manifest.Digest, req.Inputs, outNames)
 		lookup := time.Now()
 		if outs, cached = n.cache.Get(key); cached {
-			n.metrics.cacheHits.WithLabelValues(v.manifest.Name).Inc()
+			v.cacheHits.Inc()
 			v.stats.cacheHitCount.Add(1)
 			v.stats.cacheHitNs.Add(int64(time.Since(lookup)))
 		} else {
-			n.metrics.cacheMisses.WithLabelValues(v.manifest.Name).Inc()
+			v.cacheMisses.Inc()
 			v.stats.cacheMissCount.Add(1)
 		}
 	}

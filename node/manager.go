@@ -14,6 +14,7 @@ import (
 	"github.com/petrel-mesh/petrel/models"
 	"github.com/petrel-mesh/petrel/models/oip"
 	"github.com/petrel-mesh/petrel/node/sched"
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // Model states, as the repository index reports them.
@@ -44,6 +45,10 @@ type version struct {
 	stats    *modelStats
 	obs      *schedObserver
 	outIndex map[string]int
+	// Metric children resolved once at load, not per request.
+	okCount, failCount     prometheus.Counter
+	reqLat                 prometheus.Observer
+	cacheHits, cacheMisses prometheus.Counter
 }
 
 // modelEntry is a model's state on this node.
@@ -240,6 +245,11 @@ func (m *manager) loadVersion(ctx context.Context, rm *repoModel, rv repoVersion
 		v.outIndex[o.Name] = i
 	}
 	mt := m.n.metrics
+	v.okCount = mt.requests.WithLabelValues(rm.Name, rv.Version, "success")
+	v.failCount = mt.requests.WithLabelValues(rm.Name, rv.Version, "failure")
+	v.reqLat = mt.requestLat.WithLabelValues(rm.Name, rv.Version)
+	v.cacheHits = mt.cacheHits.WithLabelValues(rm.Name)
+	v.cacheMisses = mt.cacheMisses.WithLabelValues(rm.Name)
 	v.obs = &schedObserver{
 		queue:   mt.queueLat.WithLabelValues(rm.Name, rv.Version),
 		compute: mt.computeLat.WithLabelValues(rm.Name, rv.Version),

@@ -90,7 +90,7 @@ func New(cfg Config, opts ...Option) (*Node, error) {
 		}
 		base := cfg.Runtime
 		n.loader = func(b []byte, mc *ModelConfig) (models.Session, error) {
-			return ort.Load(b, mc.runtimeOptions(base))
+			return ort.Load(b, mc.runtimeOptions(base, len(b)))
 		}
 	}
 	n.models = newManager(n)

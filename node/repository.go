@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime"
 	"sort"
 	"strconv"
 	"time"
@@ -122,8 +123,31 @@ func (c *ModelConfig) schedConfig() sched.Config {
 	return sc
 }
 
-func (c *ModelConfig) runtimeOptions(base ort.Options) ort.Options {
+// AutoThreadsMinBytes is the model size from which the automatic intra-op
+// thread count uses every core: below it a run is too short for a thread
+// pool to pay for its wake-ups (and a server runs many requests at once
+// anyway); above it one run of a batch is long enough to split.
+const AutoThreadsMinBytes = 4 << 20
+
+// maxAutoThreads caps the automatic intra-op thread count.
+const maxAutoThreads = 4
+
+// AutoIntraOpThreads is the intra-op thread count for a model of this
+// many bytes when the config says 0 (auto).
+func AutoIntraOpThreads(modelBytes int) int {
+	if modelBytes < AutoThreadsMinBytes {
+		return 1
+	}
+	return max(1, min(runtime.NumCPU(), maxAutoThreads))
+}
+
+func (c *ModelConfig) runtimeOptions(base ort.Options, modelBytes int) ort.Options {
 	o := base
+	defer func() {
+		if o.IntraOpThreads == 0 {
+			o.IntraOpThreads = AutoIntraOpThreads(modelBytes)
+		}
+	}()
 	if r := c.Runtime; r != nil {
 		if r.IntraOpThreads != nil {
 			o.IntraOpThreads = *r.IntraOpThreads

@@ -6,8 +6,12 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
+	"net"
+	"net/http"
+	"net/http/pprof"
 	"os"
 	"strings"
+	"time"
 
 	"github.com/petrel-mesh/petrel/node"
 	"github.com/prometheus/client_golang/prometheus"
@@ -29,7 +33,7 @@ func runNode(ctx context.Context, e *env, args []string) int {
 	fs.Int64Var(&cfg.MaxBodyBytes, "max-body-bytes", cfg.MaxBodyBytes, "largest request body accepted (413 beyond)")
 	fs.Int64Var(&cfg.ResponseCacheBytes, "response-cache-bytes", cfg.ResponseCacheBytes, "response cache size; 0 disables")
 	fs.StringVar(&cfg.ORTLibrary, "ort-lib", "", "path of libonnxruntime.so (default: $PETREL_ORT_LIB, then the setup cache)")
-	fs.IntVar(&cfg.Runtime.IntraOpThreads, "intra-op-threads", cfg.Runtime.IntraOpThreads, "ONNX Runtime intra-op threads per session")
+	fs.IntVar(&cfg.Runtime.IntraOpThreads, "intra-op-threads", cfg.Runtime.IntraOpThreads, "ONNX Runtime intra-op threads per session; 0 = auto: 1 below 4 MiB of model, else all cores (at most 4)")
 	fs.StringVar(&cfg.Runtime.GraphOptimization, "graph-optimization", cfg.Runtime.GraphOptimization, "disable|basic|extended|all")
 	fs.StringVar(&cfg.Runtime.Provider, "provider", cfg.Runtime.Provider, "execution provider: cpu|cuda (falls back to cpu unless --require-provider)")
 	fs.BoolVar(&cfg.Runtime.RequireProvider, "require-provider", false, "fail to load models when the provider cannot be used")
@@ -37,6 +41,7 @@ func runNode(ctx context.Context, e *env, args []string) int {
 	logLevel := fs.String("log-level", "info", "debug|info|warn|error")
 	logJSON := fs.Bool("log-json", false, "log as JSON")
 	examples := fs.Bool("print-examples", false, "print curl examples once serving")
+	debugAddr := fs.String("debug-addr", "", "serve Go's pprof profiles on this separate address (e.g. 127.0.0.1:6060); off by default")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -59,6 +64,14 @@ func runNode(ctx context.Context, e *env, args []string) int {
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	cfg.Registry = reg
 
+	if *debugAddr != "" {
+		stop, err := serveDebug(*debugAddr, cfg.Logger)
+		if err != nil {
+			fmt.Fprintf(e.stderr, "petrel node: --debug-addr: %v\n", err)
+			return 1
+		}
+		defer stop()
+	}
 	n, err := node.New(cfg)
 	if err != nil {
 		fmt.Fprintf(e.stderr, "petrel node: %v\n", err)
@@ -111,4 +124,23 @@ func printExamples(e *env, n *node.Node, cfg node.Config) {
 	if f, ok := e.stdout.(*os.File); ok {
 		f.Sync()
 	}
+}
+
+// serveDebug serves net/http/pprof on its own listener, never on the
+// inference port.
+func serveDebug(addr string, log *slog.Logger) (func(), error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, err
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	go srv.Serve(ln)
+	log.Info("debug endpoints serving", "addr", ln.Addr().String())
+	return func() { srv.Close() }, nil
 }

@@ -47,6 +47,8 @@ type Session struct {
 	// runOpts is a free list of RunOptions, so that a cancellable run does
 	// not create and destroy one through cgo each time.
 	runOpts chan *onnx.RunOptions
+	// vals recycles input and output values of recently seen shapes.
+	vals *valueCache
 }
 
 // dimSrc is where a dimension of an output comes from: a fixed value
@@ -90,6 +92,7 @@ func Load(model []byte, opts Options) (*Session, error) {
 		resolve: make([][]dimSrc, len(out)),
 		sig:     signatureOf(in, out),
 		runOpts: make(chan *onnx.RunOptions, 16),
+		vals:    newValueCache(valueCacheBytes),
 	}
 	inNames := make([]string, len(in))
 	params := map[string]dimSrc{}
@@ -271,6 +274,7 @@ func (s *Session) Close() error {
 	if s.sess == nil {
 		return nil
 	}
+	s.vals.close()
 	err := s.sess.Destroy()
 	s.sess = nil
 	for {
@@ -342,7 +346,21 @@ func (s *Session) Run(ctx context.Context, inputs []models.Tensor, outputs []str
 	vals := make([]onnx.Value, len(s.in))
 	defer destroyAll(vals)
 	for i, j := range order {
-		if vals[i], err = newInputValue(&inputs[j], &s.in[i]); err != nil {
+		t := &inputs[j]
+		if k, n, ok := cacheKey(t.DataType, s.in[i].ortType, t.Shape); ok {
+			v, err := s.vals.get(k, n)
+			if err != nil {
+				return nil, fmt.Errorf("ort: input %q: %w", t.Name, err)
+			}
+			copy(v.GetData(), t.Data)
+			vals[i] = v
+			defer func() {
+				vals[i] = nil // not for destroyAll
+				s.vals.put(k, v)
+			}()
+			continue
+		}
+		if vals[i], err = newInputValue(t, &s.in[i]); err != nil {
 			return nil, err
 		}
 	}
@@ -357,6 +375,15 @@ func (s *Session) Run(ctx context.Context, inputs []models.Tensor, outputs []str
 func (s *Session) run(ctx context.Context, in []onnx.Value, shapes [][]int64, want []int) ([]models.Tensor, error) {
 	outVals := make([]onnx.Value, len(s.out)) // by session position
 	defer destroyAll(outVals)
+	var recycled []recycledVal
+	// Runs before destroyAll (deferred later): recycled values go back to
+	// the cache instead of being destroyed.
+	defer func() {
+		for _, r := range recycled {
+			outVals[r.pos] = nil
+			s.vals.put(r.k, r.v)
+		}
+	}()
 	prealloc := make([][]byte, len(s.out)) // by output index
 	for pos, i := range s.sessOut {
 		sh := shapes[i]
@@ -375,6 +402,17 @@ func (s *Session) run(ctx context.Context, in []onnx.Value, shapes [][]int64, wa
 			prealloc[i] = []byte{}
 			v, err = onnx.NewCustomDataTensor(onnx.Shape(sh), dummy, sp.ortType)
 		default:
+			if k, nb, ok := cacheKey(sp.DataType, sp.ortType, sh); ok {
+				cv, cerr := s.vals.get(k, nb)
+				if cerr == nil {
+					// Its data is copied out after the run, and the value
+					// goes back to the cache (see the deferred put below).
+					prealloc[i] = cv.GetData()
+					recycled = append(recycled, recycledVal{pos, k, cv})
+				}
+				v, err = cv, cerr
+				break
+			}
 			prealloc[i] = alignedBytes(int(n))
 			v, err = onnx.NewCustomDataTensor(onnx.Shape(sh), prealloc[i], sp.ortType)
 		}
@@ -435,8 +473,13 @@ func (s *Session) run(ctx context.Context, in []onnx.Value, shapes [][]int64, wa
 			}
 			all[i] = models.Tensor{Name: sp.Name, DataType: sp.DataType, Shape: []int64{}, Data: b}
 		case sh != nil:
-			v.Destroy()
-			all[i] = models.Tensor{Name: sp.Name, DataType: sp.DataType, Shape: append([]int64{}, sh...), Data: prealloc[i]}
+			data := prealloc[i]
+			if isRecycled(recycled, pos) {
+				data = append(alignedBytes(len(data))[:0], data...)
+			} else {
+				v.Destroy()
+			}
+			all[i] = models.Tensor{Name: sp.Name, DataType: sp.DataType, Shape: append([]int64{}, sh...), Data: data}
 		default:
 			t, err := fromValue(v, sp)
 			if err != nil {
@@ -451,6 +494,25 @@ func (s *Session) run(ctx context.Context, in []onnx.Value, shapes [][]int64, wa
 	}
 	return res, nil
 }
+
+// recycledVal is an output value borrowed from the value cache for a run.
+type recycledVal struct {
+	pos int
+	k   valueKey
+	v   *onnx.CustomDataTensor
+}
+
+func isRecycled(r []recycledVal, pos int) bool {
+	for _, x := range r {
+		if x.pos == pos {
+			return true
+		}
+	}
+	return false
+}
+
+// valueCacheBytes bounds each session's value cache.
+const valueCacheBytes = 4 << 20
 
 func (s *Session) getRunOptions() (*onnx.RunOptions, error) {
 	select {
