@@ -51,6 +51,7 @@ type RuntimeOverrides struct {
 	IntraOpThreads    *int   `json:"intra_op_threads,omitempty"`
 	GraphOptimization string `json:"graph_optimization,omitempty"`
 	Spinning          *bool  `json:"spinning,omitempty"`
+	MemArena          *bool  `json:"mem_arena,omitempty"`
 	Provider          string `json:"provider,omitempty"`
 	RequireProvider   bool   `json:"require_provider,omitempty"`
 }
@@ -157,6 +158,9 @@ func (c *ModelConfig) runtimeOptions(base ort.Options, modelBytes int) ort.Optio
 		}
 		if r.Spinning != nil {
 			o.Spinning = r.Spinning
+		}
+		if r.MemArena != nil {
+			o.MemArena = r.MemArena
 		}
 		if r.Provider != "" {
 			o.Provider = r.Provider

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -17,7 +18,11 @@ import (
 const benchUsage = `usage:
   petrel bench --url U --model M [--protocol h1|h2|h3] [--encoding json|binary]
                [--concurrency 1,8,64] [--duration 5s] [--warmup 1s] [--batch 1] [--noop]
-  petrel bench suite [--quick] [--out FILE] [--strict]`
+               [--client raw-h1|nethttp]
+  petrel bench suite [--quick] [--out FILE] [--strict] [--client raw-h1|nethttp]`
+
+// clientFlagUsage documents --client of both bench commands.
+const clientFlagUsage = "client of plain-HTTP/1.1 requests: raw-h1 (lean keep-alive client, one connection per worker, no allocation per request) | nethttp (node/client's net/http, for comparison); h2 and h3 always use node/client"
 
 func runBench(ctx context.Context, e *env, args []string) int {
 	if len(args) > 0 {
@@ -46,7 +51,12 @@ func runBench(ctx context.Context, e *env, args []string) int {
 	maxReq := fs.Int("max-requests", 0, "stop each level after this many measured requests (0: no limit)")
 	seed := fs.Uint64("seed", 1, "seed for the random input values")
 	quiet := fs.Bool("quiet", false, "no progress dots")
+	transport := fs.String("client", bench.TransportRawH1, clientFlagUsage)
 	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	if !slices.Contains(bench.Transports, *transport) {
+		fmt.Fprintf(e.stderr, "petrel bench: --client %q: want %s\n", *transport, strings.Join(bench.Transports, " or "))
 		return 2
 	}
 	if fs.NArg() > 0 || (*model == "" && !*noop) {
@@ -79,13 +89,15 @@ func runBench(ctx context.Context, e *env, args []string) int {
 		payload = &p
 		what = fmt.Sprintf("%s, %s, batch %d, %d-byte body", p.Path, *encoding, p.Rows, len(p.Body))
 	}
-	fmt.Fprintf(e.stdout, "%s over %s at %s: %s warm-up, %s per level\n\n", what, c.Protocol(), cf.url, *warmup, *duration)
+	sender := bench.ClientName(bench.Config{Client: c, URL: cf.url, Transport: *transport})
+	fmt.Fprintf(e.stdout, "%s over %s at %s (client %s): %s warm-up, %s per level\n\n", what, c.Protocol(), cf.url, sender, *warmup, *duration)
 	// Fixed widths rather than tabwriter: each row is printed as soon as
 	// its level is done.
 	const row = "%11v %9v %10v %9v %9v %9v  %v\n"
 	fmt.Fprintf(e.stdout, row, "concurrency", "req/s", "rows/s", "p50", "p90", "p99", "errors")
 	for _, n := range conc {
-		cfg := bench.Config{Client: c, Concurrency: n, Warmup: *warmup, Duration: *duration, MaxRequests: *maxReq, Path: "/v2/health/live"}
+		cfg := bench.Config{Client: c, URL: cf.url, Transport: *transport, Timeout: cf.timeout,
+			Concurrency: n, Warmup: *warmup, Duration: *duration, MaxRequests: *maxReq, Path: "/v2/health/live"}
 		if payload != nil {
 			payload.Apply(&cfg)
 		}
@@ -144,6 +156,7 @@ func runBenchSuite(ctx context.Context, e *env, args []string) int {
 	fs.DurationVar(&cfg.ThroughputWindow, "throughput-window", 0, "window of each mlp-small c=64 figure (default 5s, quick 2s)")
 	fs.DurationVar(&cfg.LargeWindow, "large-window", 0, "window of each mlp-large c=64 figure (default 10s, quick 4s)")
 	noVariants := fs.Bool("no-variants", false, "skip the session-option variants")
+	fs.StringVar(&cfg.Transport, "client", bench.TransportRawH1, clientFlagUsage)
 	strict := fs.Bool("strict", false, "exit 3 when a target fails")
 	if err := fs.Parse(args); err != nil {
 		return 2

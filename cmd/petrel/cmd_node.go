@@ -38,6 +38,8 @@ func runNode(ctx context.Context, e *env, args []string) int {
 	fs.StringVar(&cfg.Runtime.Provider, "provider", cfg.Runtime.Provider, "execution provider: cpu|cuda (falls back to cpu unless --require-provider)")
 	fs.BoolVar(&cfg.Runtime.RequireProvider, "require-provider", false, "fail to load models when the provider cannot be used")
 	fs.DurationVar(&cfg.ShutdownTimeout, "shutdown-timeout", cfg.ShutdownTimeout, "how long to drain in-flight requests on shutdown")
+	memArena := fs.Bool("mem-arena", true, "ONNX Runtime CPU memory arena")
+	spinning := fs.Bool("spinning", false, "let ONNX Runtime intra-op threads spin while waiting for work")
 	logLevel := fs.String("log-level", "info", "debug|info|warn|error")
 	logJSON := fs.Bool("log-json", false, "log as JSON")
 	examples := fs.Bool("print-examples", false, "print curl examples once serving")
@@ -49,6 +51,7 @@ func runNode(ctx context.Context, e *env, args []string) int {
 		fmt.Fprintf(e.stderr, "petrel node: unexpected arguments %q\n", fs.Args())
 		return 2
 	}
+	cfg.Runtime.MemArena, cfg.Runtime.Spinning = memArena, spinning
 	var lvl slog.Level
 	if err := lvl.UnmarshalText([]byte(*logLevel)); err != nil {
 		fmt.Fprintf(e.stderr, "petrel node: --log-level %q: want debug, info, warn or error\n", *logLevel)

@@ -3,7 +3,13 @@
 // Run is a closed-loop load generator in the manner of Triton's
 // perf_analyzer: Concurrency workers each send a pre-encoded request back
 // to back, and the report gives throughput and latency percentiles over a
-// measurement window that follows a warm-up.
+// measurement window that follows a warm-up. Plain-HTTP/1.1 requests go
+// over a lean client of this package (rawh1.go: one keep-alive
+// connection per worker, request bytes built once, no allocation per
+// request), so that the load generator, on the same machine, takes as
+// little CPU from the server as perf_analyzer or wrk would; HTTP/2 and
+// HTTP/3, and HTTP/1.1 with Transport TransportNetHTTP, go through
+// node/client.
 //
 // The suite (Suite) measures the performance targets of docs/PERFORMANCE.md
 // across processes on loopback: it starts `petrel node` and the baseline
@@ -31,8 +37,24 @@ import (
 
 // Config is one load-generation run.
 type Config struct {
-	// Client sends the requests (any protocol).
+	// Client sends the requests (any protocol), except those that go over
+	// the raw HTTP/1.1 client (see URL and Transport). It may be nil when
+	// every request does.
 	Client *client.Client
+	// URL is the base URL of the server ("http://host:port"), as Client
+	// was made with. With Transport TransportRawH1 (the default), requests
+	// to a plain http:// URL over HTTP/1.1 (Client nil or of protocol h1)
+	// go over the raw HTTP/1.1 client (rawh1.go) instead of Client, with
+	// one connection per worker. Without URL they go through Client.
+	URL string
+	// Transport picks the client of plain-HTTP/1.1 requests:
+	// TransportRawH1 ("" means it) or TransportNetHTTP (always Client).
+	// HTTP/2 and HTTP/3 always go through Client.
+	Transport string
+	// Timeout bounds each request of the raw client (connect, write and
+	// read): a request that takes longer may fail, and one that takes
+	// twice as long fails. Default DefaultRawTimeout. Client has its own.
+	Timeout time.Duration
 	// Method is GET or POST. Default: POST when Body is set, else GET.
 	Method string
 	// Path is the request path, e.g. "/v2/models/m/infer".
@@ -65,7 +87,14 @@ type Config struct {
 
 // validate fills defaults and reports a config that cannot run.
 func (c *Config) validate() error {
-	if c.Client == nil {
+	switch c.Transport {
+	case "":
+		c.Transport = TransportRawH1
+	case TransportRawH1, TransportNetHTTP:
+	default:
+		return fmt.Errorf("bench: transport %q: want %s or %s", c.Transport, TransportRawH1, TransportNetHTTP)
+	}
+	if c.Client == nil && !c.raw() {
 		return errors.New("bench: no client")
 	}
 	if c.Path == "" || c.Path[0] != '/' {
@@ -89,8 +118,8 @@ func (c *Config) validate() error {
 	if c.Rows == 0 {
 		c.Rows = 1
 	}
-	if c.Rows < 0 || c.Warmup < 0 || c.Duration < 0 || c.MaxRequests < 0 {
-		return errors.New("bench: rows, warmup, duration and max requests must not be negative")
+	if c.Rows < 0 || c.Warmup < 0 || c.Duration < 0 || c.MaxRequests < 0 || c.Timeout < 0 {
+		return errors.New("bench: rows, warmup, duration, max requests and timeout must not be negative")
 	}
 	if c.Duration == 0 && c.MaxRequests == 0 {
 		c.Duration = 5 * time.Second
@@ -98,11 +127,55 @@ func (c *Config) validate() error {
 	return nil
 }
 
+// raw reports whether cfg's requests go over the raw HTTP/1.1 client.
+func (c *Config) raw() bool {
+	return useRaw(c.Transport, c.Client, c.URL)
+}
+
+// useRaw reports whether requests to url sent with cl go over the raw
+// HTTP/1.1 client under transport.
+func useRaw(transport string, cl *client.Client, url string) bool {
+	if transport != TransportRawH1 && transport != "" || url == "" {
+		return false
+	}
+	if cl != nil && cl.Protocol() != client.HTTP1 {
+		return false
+	}
+	_, _, _, ok := rawAddr(url)
+	return ok
+}
+
+// ClientName names the client that sends cfg's requests, as
+// Report.Client will.
+func ClientName(cfg Config) string {
+	if cfg.Transport == "" {
+		cfg.Transport = TransportRawH1
+	}
+	return clientName(cfg.raw(), cfg.Client)
+}
+
+// clientName names the client that sends a target's requests, for
+// reports: "raw-h1", "net/http h1", "net/http h2" or "quic-go h3".
+func clientName(raw bool, cl *client.Client) string {
+	switch {
+	case raw:
+		return TransportRawH1
+	case cl == nil:
+		return ""
+	case cl.Protocol() == client.HTTP3:
+		return "quic-go h3"
+	}
+	return "net/http " + cl.Protocol()
+}
+
 // Report is the outcome of one run. Latencies are of successful (200)
 // requests only; Throughput and RowsPerSec count successful requests over
 // the measurement window.
 type Report struct {
 	Concurrency int
+	// Client is the client that sent the requests: "raw-h1" (the raw
+	// HTTP/1.1 client), "net/http h1", "net/http h2" or "quic-go h3".
+	Client string
 	// Requests is the number of measured requests, successful or not.
 	Requests int
 	// Errors counts the measured requests that did not answer 200;
@@ -135,9 +208,11 @@ type workerResult struct {
 type Target struct {
 	// Name labels the target in errors.
 	Name string
-	// Client, if set, replaces Config.Client for this target (so that a
-	// mix can span protocols or servers).
+	// Client and URL are as in Config, for this target alone, so that a
+	// mix can span protocols or servers. A target with neither takes
+	// both of Config's.
 	Client *client.Client
+	URL    string
 	// Method, Path, Body, HeaderLen and Rows are as in Config.
 	Method    string
 	Path      string
@@ -153,7 +228,7 @@ func Run(ctx context.Context, cfg Config) (Report, error) {
 	if err := cfg.validate(); err != nil {
 		return Report{}, err
 	}
-	reps, err := runTargets(ctx, &cfg, []Target{{Client: cfg.Client, Method: cfg.Method, Path: cfg.Path, Body: cfg.Body, HeaderLen: cfg.HeaderLen, Rows: cfg.Rows}})
+	reps, err := runTargets(ctx, &cfg, []Target{{Client: cfg.Client, URL: cfg.URL, Method: cfg.Method, Path: cfg.Path, Body: cfg.Body, HeaderLen: cfg.HeaderLen, Rows: cfg.Rows}})
 	return reps[0], err
 }
 
@@ -170,8 +245,8 @@ func RunMix(ctx context.Context, cfg Config, mix []Target) ([]Report, error) {
 		return nil, errors.New("bench: empty mix")
 	}
 	cfg.Path, cfg.Method, cfg.Body = "/", http.MethodGet, nil
-	if cfg.Client == nil {
-		cfg.Client = mix[0].Client
+	if cfg.Client == nil && cfg.URL == "" {
+		cfg.Client, cfg.URL = mix[0].Client, mix[0].URL
 	}
 	if err := cfg.validate(); err != nil {
 		return nil, err
@@ -179,10 +254,10 @@ func RunMix(ctx context.Context, cfg Config, mix []Target) ([]Report, error) {
 	mix = slices.Clone(mix)
 	for i := range mix {
 		t := &mix[i]
-		if t.Client == nil {
-			t.Client = cfg.Client
+		if t.Client == nil && t.URL == "" {
+			t.Client, t.URL = cfg.Client, cfg.URL
 		}
-		tc := Config{Client: t.Client, Method: t.Method, Path: t.Path, Body: t.Body, HeaderLen: t.HeaderLen, Rows: t.Rows, Duration: time.Second}
+		tc := Config{Client: t.Client, URL: t.URL, Transport: cfg.Transport, Method: t.Method, Path: t.Path, Body: t.Body, HeaderLen: t.HeaderLen, Rows: t.Rows, Duration: time.Second}
 		if err := tc.validate(); err != nil {
 			return nil, fmt.Errorf("target %d %q: %w", i, t.Name, err)
 		}
@@ -216,6 +291,35 @@ func runTargets(ctx context.Context, cfg *Config, targets []Target) ([]Report, e
 	}
 	capHint = min(max(capHint, 256), 1<<16)
 
+	// Targets that go over the raw HTTP/1.1 client get their request
+	// bytes built once, here, and a server index: each worker has one
+	// connection per server.
+	raws, servers, err := rawTargets(cfg, targets)
+	if err != nil {
+		return nil, err
+	}
+	var conns []*rawConn // all workers' connections
+	workerConns := make([][]*rawConn, cfg.Concurrency)
+	for w := range workerConns {
+		for _, addr := range servers {
+			c := newRawConn(runCtx, addr, cfg.Timeout)
+			workerConns[w] = append(workerConns[w], c)
+			conns = append(conns, c)
+		}
+	}
+	// Ending the run (ctx) fails the requests in flight at once.
+	stopRaw := context.AfterFunc(runCtx, func() {
+		for _, c := range conns {
+			c.stop()
+		}
+	})
+	defer func() {
+		stopRaw()
+		for _, c := range conns {
+			c.close()
+		}
+	}()
+
 	// results[w][t] belongs to worker w alone until wg.Wait.
 	results := make([][]workerResult, cfg.Concurrency)
 	var wg sync.WaitGroup
@@ -224,7 +328,7 @@ func runTargets(ctx context.Context, cfg *Config, targets []Target) ([]Report, e
 		for t := range targets {
 			results[w][t].lat = make([]time.Duration, 0, capHint)
 		}
-		mine := results[w]
+		mine, myConns := results[w], workerConns[w]
 		wg.Go(func() {
 			for i := w; runCtx.Err() == nil; i++ {
 				k := i % len(targets)
@@ -236,7 +340,13 @@ func runTargets(ctx context.Context, cfg *Config, targets []Target) ([]Report, e
 				if measured && cfg.MaxRequests > 0 && budget.Add(-1) < 0 {
 					return
 				}
-				status, err := send(runCtx, &targets[k])
+				var status int
+				var err error
+				if r := &raws[k]; r.req != nil {
+					status, err = myConns[r.server].do(r.req, t0)
+				} else {
+					status, err = send(runCtx, &targets[k])
+				}
 				t1 := time.Now()
 				if !measured {
 					continue
@@ -272,6 +382,7 @@ func runTargets(ctx context.Context, cfg *Config, targets []Target) ([]Report, e
 			per[w] = results[w][t]
 		}
 		reps[t] = merge(per, measureFrom, cfg.Concurrency, targets[t].Rows)
+		reps[t].Client = clientName(raws[t].req != nil, targets[t].Client)
 	}
 	// A target's window ends with the last request of any target.
 	var end time.Duration
@@ -286,6 +397,37 @@ func runTargets(ctx context.Context, cfg *Config, targets []Target) ([]Report, e
 		}
 	}
 	return reps, ctx.Err()
+}
+
+// rawTarget is how a target goes over the raw HTTP/1.1 client: its
+// prebuilt request and the index of its server. req is nil for a target
+// that goes through its Client.
+type rawTarget struct {
+	req    *rawRequest
+	server int
+}
+
+// rawTargets prebuilds the requests of the targets that go over the raw
+// client, and lists their servers' addresses.
+func rawTargets(cfg *Config, targets []Target) ([]rawTarget, []string, error) {
+	raws := make([]rawTarget, len(targets))
+	var servers []string
+	for i, t := range targets {
+		if !useRaw(cfg.Transport, t.Client, t.URL) {
+			continue
+		}
+		req, err := newRawRequest(t.URL, t.Method, t.Path, t.Body, t.HeaderLen)
+		if err != nil {
+			return nil, nil, fmt.Errorf("bench: target %d %q: %w", i, t.Name, err)
+		}
+		k := slices.Index(servers, req.addr)
+		if k < 0 {
+			k = len(servers)
+			servers = append(servers, req.addr)
+		}
+		raws[i] = rawTarget{req: req, server: k}
+	}
+	return raws, servers, nil
 }
 
 // send issues one request and returns its status (0 with the error when

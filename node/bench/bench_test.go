@@ -172,7 +172,25 @@ func TestRunCountsRequestsAndErrors(t *testing.T) {
 	}
 }
 
-func TestRunJSONAndGet(t *testing.T) {
+// eachTransport runs a test over the raw HTTP/1.1 client and over
+// net/http.
+func eachTransport(t *testing.T, f func(t *testing.T, transport string)) {
+	for _, tr := range Transports {
+		t.Run(tr, func(t *testing.T) { f(t, tr) })
+	}
+}
+
+// wantClient is Report.Client of an h1 run over a transport.
+func wantClient(transport string) string {
+	if transport == TransportRawH1 {
+		return TransportRawH1
+	}
+	return "net/http h1"
+}
+
+func TestRunJSONAndGet(t *testing.T) { eachTransport(t, testRunJSONAndGet) }
+
+func testRunJSONAndGet(t *testing.T, tr string) {
 	var mu sync.Mutex
 	seen := map[string]int{}
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -183,28 +201,30 @@ func TestRunJSONAndGet(t *testing.T) {
 	defer srv.Close()
 	c := newTestClient(t, srv.URL)
 
-	if _, err := Run(context.Background(), Config{Client: c, Path: "/j", Body: []byte("{}"), HeaderLen: -1, MaxRequests: 5}); err != nil {
+	if _, err := Run(context.Background(), Config{Client: c, URL: srv.URL, Transport: tr, Path: "/j", Body: []byte("{}"), HeaderLen: -1, MaxRequests: 5}); err != nil {
 		t.Fatal(err)
 	}
-	rep, err := Run(context.Background(), Config{Client: c, Path: "/v2/health/live", MaxRequests: 7, Concurrency: 2})
+	rep, err := Run(context.Background(), Config{Client: c, URL: srv.URL, Transport: tr, Path: "/v2/health/live", MaxRequests: 7, Concurrency: 2})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if rep.Requests != 7 || rep.Errors != 0 {
-		t.Errorf("GET run: %d requests %d errors", rep.Requests, rep.Errors)
+	if rep.Requests != 7 || rep.Errors != 0 || rep.Client != wantClient(tr) {
+		t.Errorf("GET run: %d requests %d errors, client %q", rep.Requests, rep.Errors, rep.Client)
 	}
 	if seen["POST /j application/json "] != 5 || seen["GET /v2/health/live  "] != 7 || len(seen) != 2 {
 		t.Errorf("server saw %v", seen)
 	}
 }
 
-func TestRunWarmupAndWindow(t *testing.T) {
+func TestRunWarmupAndWindow(t *testing.T) { eachTransport(t, testRunWarmupAndWindow) }
+
+func testRunWarmupAndWindow(t *testing.T, tr string) {
 	var n atomic.Int64
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { n.Add(1) }))
 	defer srv.Close()
 	c := newTestClient(t, srv.URL)
 	var progress strings.Builder
-	rep, err := Run(context.Background(), Config{Client: c, Path: "/", Warmup: 50 * time.Millisecond, Duration: 150 * time.Millisecond, Concurrency: 2, Progress: &progress})
+	rep, err := Run(context.Background(), Config{Client: c, URL: srv.URL, Transport: tr, Path: "/", Warmup: 50 * time.Millisecond, Duration: 150 * time.Millisecond, Concurrency: 2, Progress: &progress})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -219,12 +239,14 @@ func TestRunWarmupAndWindow(t *testing.T) {
 	}
 }
 
-func TestRunTransportErrors(t *testing.T) {
+func TestRunTransportErrors(t *testing.T) { eachTransport(t, testRunTransportErrors) }
+
+func testRunTransportErrors(t *testing.T, tr string) {
 	srv := httptest.NewServer(http.NotFoundHandler())
 	url := srv.URL
 	srv.Close()
 	c := newTestClient(t, url)
-	rep, err := Run(context.Background(), Config{Client: c, Path: "/", MaxRequests: 3})
+	rep, err := Run(context.Background(), Config{Client: c, URL: url, Transport: tr, Path: "/", MaxRequests: 3})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -233,7 +255,9 @@ func TestRunTransportErrors(t *testing.T) {
 	}
 }
 
-func TestRunCancelled(t *testing.T) {
+func TestRunCancelled(t *testing.T) { eachTransport(t, testRunCancelled) }
+
+func testRunCancelled(t *testing.T, tr string) {
 	release := make(chan struct{})
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		select {
@@ -246,7 +270,7 @@ func TestRunCancelled(t *testing.T) {
 	c := newTestClient(t, srv.URL)
 	ctx, cancel := context.WithCancel(context.Background())
 	go func() { time.Sleep(50 * time.Millisecond); cancel() }()
-	rep, err := Run(ctx, Config{Client: c, Path: "/", Duration: time.Hour, Concurrency: 3})
+	rep, err := Run(ctx, Config{Client: c, URL: srv.URL, Transport: tr, Path: "/", Duration: time.Hour, Concurrency: 3})
 	if !errors.Is(err, context.Canceled) {
 		t.Fatalf("err = %v, want context.Canceled", err)
 	}
@@ -288,7 +312,9 @@ type writerFunc func([]byte) (int, error)
 
 func (f writerFunc) Write(p []byte) (int, error) { return f(p) }
 
-func TestRunMixAlternates(t *testing.T) {
+func TestRunMixAlternates(t *testing.T) { eachTransport(t, testRunMixAlternates) }
+
+func testRunMixAlternates(t *testing.T, tr string) {
 	var mu sync.Mutex
 	var order []string
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -304,14 +330,19 @@ func TestRunMixAlternates(t *testing.T) {
 	mix := []Target{
 		{Name: "a", Path: "/a"},
 		{Name: "b", Path: "/b", Body: []byte("x"), HeaderLen: -1, Rows: 4},
-		{Name: "bad", Client: c, Path: "/bad"},
+		{Name: "bad", Client: c, URL: srv.URL, Path: "/bad"},
 	}
-	reps, err := RunMix(context.Background(), Config{Client: c, MaxRequests: 30}, mix)
+	reps, err := RunMix(context.Background(), Config{Client: c, URL: srv.URL, Transport: tr, MaxRequests: 30}, mix)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if len(reps) != 3 {
 		t.Fatalf("%d reports", len(reps))
+	}
+	for _, rep := range reps {
+		if rep.Client != wantClient(tr) {
+			t.Errorf("client %q, want %q", rep.Client, wantClient(tr))
+		}
 	}
 	for i, want := range []struct{ requests, errors int }{{10, 0}, {10, 0}, {10, 10}} {
 		if reps[i].Requests != want.requests || reps[i].Errors != want.errors {

@@ -2,6 +2,7 @@ package bench
 
 import (
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -145,6 +146,7 @@ func (r *SuiteReport) Markdown() string {
 	if r.ForeignCPU >= 0 {
 		fmt.Fprintf(&b, "Other processes took %.0f%% of the machine's CPU time during the run (0%% is a quiet machine; the figures are noisier the higher it is).\n", 100*r.ForeignCPU)
 	}
+	b.WriteString(r.clientLine())
 	c := r.Config
 	fmt.Fprintf(&b, "Each figure is the median of %d alternating rounds (the lower middle of an even count). Concurrency 1: requests interleaved one by one within a server and protocol, %s per series per round; concurrency 64: %s (mlp-small) and %s (mlp-large) per run; %s warm-up before each.\n\n",
 		c.Rounds, c.Window, c.ThroughputWindow, c.LargeWindow, c.Warmup)
@@ -239,6 +241,65 @@ func (r *SuiteReport) Markdown() string {
 			formatBytes(r.NodeMemory.RSS), formatBytes(r.NodeMemory.Peak), formatBytes(r.BaselineMemory.RSS), formatBytes(r.BaselineMemory.Peak))
 	}
 	return b.String()
+}
+
+// clientDescriptions explain Report.Client for the report header.
+var clientDescriptions = map[string]string{
+	TransportRawH1: "raw-h1, node/bench's lean HTTP/1.1 client (one keep-alive connection per worker and server, request bytes built once and sent with one write, the response parsed in place, no allocation per request)",
+	"net/http h1":  "net/http h1 through node/client (net/http's Transport, with its read and write goroutines per connection)",
+}
+
+// clientLine says which clients sent the requests, as the runs recorded
+// it, and how the suite was configured (--client).
+func (r *SuiteReport) clientLine() string {
+	var h1, other []string
+	add := func(rep Report) {
+		switch {
+		case rep.Client == "":
+		case rep.Client == TransportRawH1 || strings.HasSuffix(rep.Client, " h1"):
+			if !slices.Contains(h1, rep.Client) {
+				h1 = append(h1, rep.Client)
+			}
+		default:
+			if !slices.Contains(other, rep.Client) {
+				other = append(other, rep.Client)
+			}
+		}
+	}
+	for _, reps := range [][]Report{r.PetrelSmall64, r.BaselineSmall64, r.PetrelLarge64, r.BaselineLarge64} {
+		for _, rep := range reps {
+			add(rep)
+		}
+	}
+	keys := make([]string, 0, len(r.Rounds))
+	for k := range r.Rounds {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		for _, rep := range r.Rounds[k] {
+			add(rep)
+		}
+	}
+	transport := r.Config.Transport
+	if transport == "" {
+		transport = TransportRawH1
+	}
+	if len(h1) == 0 {
+		return fmt.Sprintf("Load generator: configured with --client %s; no HTTP/1.1 run recorded its client.\n", transport)
+	}
+	descs := make([]string, len(h1))
+	for i, c := range h1 {
+		descs[i] = c
+		if d, ok := clientDescriptions[c]; ok {
+			descs[i] = d
+		}
+	}
+	line := fmt.Sprintf("Load generator (--client %s): HTTP/1.1 requests, Petrel's and the baseline's alike, over %s", transport, strings.Join(descs, " and "))
+	if len(other) > 0 {
+		line += fmt.Sprintf("; HTTP/2 and HTTP/3 through node/client (%s)", strings.Join(other, ", "))
+	}
+	return line + ".\n"
 }
 
 // fmtDur prints a duration in µs below 10 ms, else in ms.

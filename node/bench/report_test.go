@@ -71,3 +71,33 @@ func TestFormat(t *testing.T) {
 		t.Errorf("formatBytes = %q", got)
 	}
 }
+
+func TestClientLine(t *testing.T) {
+	r := &SuiteReport{
+		Config: SuiteConfig{Transport: TransportRawH1},
+		Rounds: map[string][]Report{
+			"h1 noop":       {{Client: TransportRawH1}},
+			"h2 noop":       {{Client: "net/http h2"}},
+			"h3 noop":       {{Client: "quic-go h3"}},
+			"baseline noop": {{Client: TransportRawH1}},
+		},
+		PetrelSmall64:   []Report{{Client: TransportRawH1}},
+		BaselineSmall64: []Report{{Client: TransportRawH1}},
+	}
+	md := r.Markdown()
+	for _, s := range []string{"Load generator (--client raw-h1): HTTP/1.1 requests, Petrel's and the baseline's alike, over raw-h1, node/bench's lean HTTP/1.1 client", "through node/client (net/http h2, quic-go h3)"} {
+		if !strings.Contains(md, s) {
+			t.Errorf("markdown lacks %q:\n%s", s, md)
+		}
+	}
+	r.Config.Transport = TransportNetHTTP
+	for _, reps := range [][]Report{r.Rounds["h1 noop"], r.Rounds["baseline noop"], r.PetrelSmall64, r.BaselineSmall64} {
+		reps[0].Client = "net/http h1"
+	}
+	if line := r.clientLine(); !strings.Contains(line, "(--client nethttp): HTTP/1.1 requests, Petrel's and the baseline's alike, over net/http h1 through node/client") || strings.Contains(line, "raw-h1") {
+		t.Errorf("nethttp line: %q", line)
+	}
+	if line := (&SuiteReport{}).clientLine(); !strings.Contains(line, "--client raw-h1; no HTTP/1.1 run") {
+		t.Errorf("empty report: %q", line)
+	}
+}

@@ -92,6 +92,10 @@ type SuiteConfig struct {
 	SmallIterations, LargeIterations int
 	// Protocols measured for own cost. Default h1, h2, h3.
 	Protocols []string
+	// Transport is the client of the HTTP/1.1 measurements, Petrel's and
+	// the baseline's alike: TransportRawH1 (default), the lean raw client,
+	// or TransportNetHTTP, node/client's net/http (see Config.Transport).
+	Transport string
 	// Variants are alternative node configurations; nil means
 	// DefaultVariants (Quick: none). Use an empty non-nil slice for none.
 	Variants []Variant
@@ -138,6 +142,9 @@ func (c *SuiteConfig) defaults() {
 	}
 	if c.Log == nil {
 		c.Log = io.Discard
+	}
+	if c.Transport == "" {
+		c.Transport = TransportRawH1
 	}
 }
 
@@ -256,6 +263,9 @@ type suite struct {
 	lib    string
 	procs  []*process
 	clock0 time.Time
+	// urls has the base URL of each client made by client, for the raw
+	// HTTP/1.1 transport.
+	urls map[*client.Client]string
 }
 
 // Suite runs the whole benchmark suite and returns its report. It starts
@@ -278,8 +288,11 @@ type suite struct {
 //  7. A node with only mlp-small: load, then its resident memory.
 func Suite(ctx context.Context, cfg SuiteConfig) (*SuiteReport, error) {
 	cfg.defaults()
-	s := &suite{cfg: cfg, ctx: ctx, clock0: time.Now()}
+	s := &suite{cfg: cfg, ctx: ctx, clock0: time.Now(), urls: map[*client.Client]string{}}
 	s.rep = &SuiteReport{Started: s.clock0, Config: cfg, Rounds: map[string][]Report{}}
+	if !slices.Contains(Transports, cfg.Transport) {
+		return s.rep, fmt.Errorf("suite: transport %q: want one of %s", cfg.Transport, strings.Join(Transports, ", "))
+	}
 	defer s.stopAll()
 	if err := s.setup(); err != nil {
 		return s.rep, err
@@ -451,7 +464,27 @@ func (s *suite) client(p *process, proto string) (*client.Client, error) {
 	if proto == client.HTTP3 {
 		cfg.CAFile = filepath.Join(s.work, "tls", p.name, "cert.pem")
 	}
-	return client.New(cfg)
+	c, err := client.New(cfg)
+	if err == nil {
+		s.urls[c] = cfg.BaseURL
+	}
+	return c, err
+}
+
+// loadTimeout bounds each request of the raw HTTP/1.1 client, as
+// client's Timeout does for node/client.
+const loadTimeout = time.Minute
+
+// runMix is RunMix with the suite's transport, and each target's URL
+// that of its client, so that HTTP/1.1 targets go over the raw client
+// when the transport says so.
+func (s *suite) runMix(cfg Config, mix []Target) ([]Report, error) {
+	cfg.Transport, cfg.Timeout = s.cfg.Transport, loadTimeout
+	mix = slices.Clone(mix)
+	for i := range mix {
+		mix[i].URL = s.urls[mix[i].Client]
+	}
+	return RunMix(s.ctx, cfg, mix)
 }
 
 func (s *suite) stopAll() {
@@ -473,7 +506,8 @@ func (s *suite) stop(p *process) {
 
 // measure runs one load and logs it.
 func (s *suite) measure(name string, c *client.Client, p *Payload, concurrency int, window time.Duration) (Report, error) {
-	cfg := Config{Client: c, Concurrency: concurrency, Warmup: s.cfg.Warmup, Duration: window, Path: "/v2/health/live"}
+	cfg := Config{Client: c, URL: s.urls[c], Transport: s.cfg.Transport, Timeout: loadTimeout,
+		Concurrency: concurrency, Warmup: s.cfg.Warmup, Duration: window, Path: "/v2/health/live"}
 	if p != nil {
 		p.Apply(&cfg)
 	}
@@ -488,6 +522,7 @@ func (s *suite) measure(name string, c *client.Client, p *Payload, concurrency i
 // error.
 func (s *suite) logRun(name string, rep Report) error {
 	msg := fmt.Sprintf("%-28s c=%-3d %8.0f req/s %9.0f rows/s  p50 %-9s p99 %-9s", name, rep.Concurrency, rep.Throughput, rep.RowsPerSec, fmtDur(rep.P50), fmtDur(rep.P99))
+	msg += "  " + rep.Client
 	if rep.Errors > 0 {
 		msg += fmt.Sprintf("  %d errors %v (%s)", rep.Errors, rep.ErrorsByStatus, rep.FirstError)
 	}
@@ -628,7 +663,7 @@ func (s *suite) concurrencyOne(node, base *process, smallFile string) error {
 		}
 		for _, g := range order {
 			cfg := Config{Concurrency: 1, Warmup: s.cfg.Warmup, Duration: s.cfg.Window * time.Duration(len(g.mix))}
-			reps, err := RunMix(s.ctx, cfg, g.mix)
+			reps, err := s.runMix(cfg, g.mix)
 			if err != nil {
 				return err
 			}
@@ -841,7 +876,7 @@ func (s *suite) variant(def *process, v Variant) VariantResult {
 		}
 		// The default node's requests alternate with the variant's.
 		mix := []Target{noopTarget(c), sp.json.Target(c), noopTarget(dc), sp.json.Target(dc)}
-		reps, err := RunMix(s.ctx, Config{Concurrency: 1, Warmup: s.cfg.Warmup, Duration: 4 * s.cfg.Window}, mix)
+		reps, err := s.runMix(Config{Concurrency: 1, Warmup: s.cfg.Warmup, Duration: 4 * s.cfg.Window}, mix)
 		if err != nil {
 			return err
 		}
