@@ -157,6 +157,7 @@ func (n *Node) handleModelMeta(w http.ResponseWriter, r *http.Request) {
 			"digest":             v.manifest.Digest,
 			"execution_provider": v.session.Provider(),
 			"max_batch_size":     maxBatch(v),
+			"intra_op_threads":   v.config.runtimeOptions(n.cfg.Runtime, int(v.bytes)).IntraOpThreads,
 			"labels":             v.manifest.Labels,
 		},
 	})

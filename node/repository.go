@@ -144,11 +144,6 @@ func AutoIntraOpThreads(modelBytes int) int {
 
 func (c *ModelConfig) runtimeOptions(base ort.Options, modelBytes int) ort.Options {
 	o := base
-	defer func() {
-		if o.IntraOpThreads == 0 {
-			o.IntraOpThreads = AutoIntraOpThreads(modelBytes)
-		}
-	}()
 	if r := c.Runtime; r != nil {
 		if r.IntraOpThreads != nil {
 			o.IntraOpThreads = *r.IntraOpThreads
@@ -166,6 +161,9 @@ func (c *ModelConfig) runtimeOptions(base ort.Options, modelBytes int) ort.Optio
 			o.Provider = r.Provider
 			o.RequireProvider = r.RequireProvider
 		}
+	}
+	if o.IntraOpThreads == 0 {
+		o.IntraOpThreads = AutoIntraOpThreads(modelBytes)
 	}
 	return o
 }
