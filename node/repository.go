@@ -111,6 +111,7 @@ func (c *ModelConfig) schedConfig() sched.Config {
 		// ONNX Runtime sessions honour cancellation (RunOptions.Terminate),
 		// which running requests inline needs.
 		InlineWhenIdle: true,
+		LoadDelay:      defaultLoadDelay,
 	}
 	if c.MaxBatchSize != nil {
 		sc.MaxBatchSize = *c.MaxBatchSize
@@ -123,6 +124,10 @@ func (c *ModelConfig) schedConfig() sched.Config {
 	}
 	return sc
 }
+
+// defaultLoadDelay is how long a busy model's batch waits for company
+// (sched.Config.LoadDelay); an idle model never waits.
+const defaultLoadDelay = 300 * time.Microsecond
 
 // AutoThreadsMinBytes is the model size from which the automatic intra-op
 // thread count uses every core: below it a run is too short for a thread

@@ -36,6 +36,14 @@ type Config struct {
 	// MaxQueueSize is how many requests may wait (not executing); beyond it
 	// Submit fails with ErrQueueFull. 0 means DefaultMaxQueueSize.
 	MaxQueueSize int
+	// LoadDelay is MaxQueueDelay for a busy scheduler only: when the last
+	// execution carried more than one request, or requests were left
+	// waiting when it started, a batch may wait up to LoadDelay after its
+	// oldest request for others to join. An idle scheduler (single
+	// requests, nothing waiting) never waits, so a lone client pays no
+	// delay while a loaded model gets larger batches. It applies when
+	// MaxQueueDelay is 0; 0 disables it.
+	LoadDelay time.Duration
 	// InlineWhenIdle lets Submit run a request on the caller's goroutine
 	// when nothing is queued and a slot is free (and there is no delay to
 	// batch under), saving the hand-off to a worker goroutine. The price:
@@ -75,6 +83,9 @@ func (c Config) Validate() error {
 	}
 	if c.Concurrency < 0 {
 		errs = append(errs, fmt.Errorf("concurrency %d: must be >= 0", c.Concurrency))
+	}
+	if c.LoadDelay < 0 {
+		errs = append(errs, fmt.Errorf("load delay %v: must be >= 0", c.LoadDelay))
 	}
 	if c.DefaultTimeout < 0 {
 		errs = append(errs, fmt.Errorf("default timeout %v: must be >= 0", c.DefaultTimeout))

@@ -37,6 +37,14 @@
 // Incompatible requests stay queued in their order and form their own
 // batches when they reach the head.
 //
+// Idle and busy. With Config.InlineWhenIdle, a request that finds nothing
+// queued and a slot free runs on its caller's goroutine (no hand-off);
+// the executor must then honour ctx for deadlines to be prompt. With
+// Config.LoadDelay, a scheduler whose last execution batched (or left
+// requests waiting) is busy, and its batches wait up to LoadDelay for
+// company; one lone execution with nothing waiting makes it idle again.
+// So a lone client never waits, and a loaded model batches.
+//
 // When a batch goes. A batch is dispatched when an execution slot is free
 // and one of: it holds MaxBatchSize rows or cannot grow (the next
 // compatible request would not fit); MaxQueueDelay is 0 (batching only

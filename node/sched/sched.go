@@ -134,6 +134,7 @@ type Scheduler struct {
 	drainDone bool       // drained is closed
 	armedAt   time.Time  // when the dispatcher's timer fires; zero if unarmed
 	scratch   []int      // batch member indices, reused under mu
+	busy      bool       // last launch batched or left requests waiting (LoadDelay applies)
 	avgRun    float64    // EWMA of execution time, ns
 	avgReqs   float64    // EWMA of requests per execution
 
@@ -226,7 +227,7 @@ func (s *Scheduler) Submit(ctx context.Context, r *Request) ([]models.Tensor, er
 	enter := time.Now()
 	s.mu.Lock()
 	if s.cfg.InlineWhenIdle && !s.closed && s.queued == 0 && s.inFlight < s.cfg.Concurrency &&
-		(s.cfg.MaxQueueDelay == 0 || !s.batching || solo) {
+		(!s.batching || solo || (s.cfg.MaxQueueDelay == 0 && !s.busy)) {
 		// Idle fast path: nothing to batch with and a slot is free, so the
 		// caller's goroutine runs the request itself. A hand-off to a
 		// worker goroutine costs two cross-thread wake-ups, which on a
@@ -407,13 +408,17 @@ func (s *Scheduler) formLocked(members []int, now time.Time) ([]int, time.Time) 
 			prefN = len(members)
 		}
 	}
+	delay := s.cfg.MaxQueueDelay
+	if delay == 0 && s.busy {
+		delay = s.cfg.LoadDelay
+	}
 	switch {
-	case full, s.closed, s.cfg.MaxQueueDelay == 0:
+	case full, s.closed, delay == 0:
 	case prefN > 0:
 		members = members[:prefN]
-	case now.Sub(head.enq) >= s.cfg.MaxQueueDelay:
+	case now.Sub(head.enq) >= delay:
 	default:
-		return members, head.enq.Add(s.cfg.MaxQueueDelay)
+		return members, head.enq.Add(delay)
 	}
 	return members, time.Time{}
 }
@@ -448,6 +453,7 @@ func (s *Scheduler) launchLocked(members []int) {
 	s.queued -= len(members)
 	s.dead += len(members)
 	s.inFlight++
+	s.busy = len(members) > 1 || s.queued > 0
 	s.work <- head
 }
 
