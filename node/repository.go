@@ -28,6 +28,11 @@ type ModelConfig struct {
 	// with. Default 0: never wait, batch only what queues up while the
 	// runtime is busy.
 	MaxQueueDelayMicros int64 `json:"max_queue_delay_microseconds,omitempty"`
+	// BusyQueueDelayMicros is the queue delay applied only while the model
+	// is busy (its last execution batched or left requests waiting); an
+	// idle model never waits. Default 300; ignored when
+	// max_queue_delay_microseconds is set.
+	BusyQueueDelayMicros *int64 `json:"busy_queue_delay_microseconds,omitempty"`
 	// PreferredBatchSizes dispatch a batch as soon as it reaches one of them.
 	PreferredBatchSizes []int `json:"preferred_batch_size,omitempty"`
 	// MaxQueueSize bounds waiting requests (429 beyond). Default 1024.
@@ -86,6 +91,9 @@ func (c *ModelConfig) Validate() error {
 	if c.MaxQueueDelayMicros < 0 || c.MaxQueueDelayMicros > 10_000_000 {
 		return fmt.Errorf("config: max_queue_delay_microseconds %d: want 0..10000000", c.MaxQueueDelayMicros)
 	}
+	if d := c.BusyQueueDelayMicros; d != nil && (*d < 0 || *d > 10_000_000) {
+		return fmt.Errorf("config: busy_queue_delay_microseconds %d: want 0..10000000", *d)
+	}
 	for _, p := range c.PreferredBatchSizes {
 		if p < 1 || (c.MaxBatchSize != nil && p > *c.MaxBatchSize) {
 			return fmt.Errorf("config: preferred_batch_size %d: want 1..max_batch_size", p)
@@ -112,6 +120,9 @@ func (c *ModelConfig) schedConfig() sched.Config {
 		// which running requests inline needs.
 		InlineWhenIdle: true,
 		LoadDelay:      defaultLoadDelay,
+	}
+	if c.BusyQueueDelayMicros != nil {
+		sc.LoadDelay = time.Duration(*c.BusyQueueDelayMicros) * time.Microsecond
 	}
 	if c.MaxBatchSize != nil {
 		sc.MaxBatchSize = *c.MaxBatchSize

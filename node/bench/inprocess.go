@@ -12,14 +12,16 @@ import (
 
 	"github.com/petrel-mesh/petrel/models"
 	petrelort "github.com/petrel-mesh/petrel/models/ort"
+	"github.com/petrel-mesh/petrel/node"
 	ort "github.com/yalue/onnxruntime_go"
 )
 
 // Runtimes measured in process.
 const (
-	// RuntimePetrel is models/ort with its default options (one intra-op
-	// thread, no spinning, arena on), through the models.Session API.
-	RuntimePetrel = "models/ort defaults"
+	// RuntimePetrel is models/ort with the options a node gives the model
+	// (automatic intra-op threads by model size, no spinning, arena on),
+	// through the models.Session API.
+	RuntimePetrel = "models/ort as the node runs it"
 	// RuntimeDefault is onnxruntime_go with ONNX Runtime's default session
 	// options (an intra-op pool of one thread per physical core, spinning),
 	// input tensor created once, outputs allocated by ONNX Runtime.
@@ -79,7 +81,11 @@ func InProcessGap(modelFile string, batch, iterations int, gap time.Duration) (I
 	if err != nil {
 		return rep, fmt.Errorf("in-process: %w", err)
 	}
-	ps, err := petrelort.Load(b, petrelort.DefaultOptions())
+	// The session options a node gives this model: Petrel's defaults with
+	// the automatic intra-op thread count for its size.
+	opts := petrelort.DefaultOptions()
+	opts.IntraOpThreads = node.AutoIntraOpThreads(len(b))
+	ps, err := petrelort.Load(b, opts)
 	if err != nil {
 		return rep, fmt.Errorf("in-process: %s: %w", modelFile, err)
 	}
