@@ -32,6 +32,15 @@ const (
 	HeaderCache = "Petrel-Cache"
 )
 
+// Header values set on every response. They are shared, read-only slices
+// (net/http only reads them), so setting them allocates nothing; a handler
+// that wants another value assigns a new slice.
+var (
+	hdrJSON   = []string{"application/json"}
+	hdrBinary = []string{"application/octet-stream"}
+	hdrHit    = []string{"hit"}
+)
+
 // Extensions advertised by GET /v2.
 var extensions = []string{"binary_tensor_data", "model_repository", "statistics", "petrel_timeout"}
 
@@ -59,9 +68,9 @@ func (n *Node) routes() http.Handler {
 	})
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		h := w.Header()
-		h["Petrel-Served-By"] = []string{n.cfg.ID}
+		h["Petrel-Served-By"] = n.servedByHdr
 		if n.altSvc != "" && r.ProtoMajor < 3 {
-			h["Alt-Svc"] = []string{n.altSvc}
+			h["Alt-Svc"] = n.altSvcHdr
 		}
 		// 0-RTT data can be replayed by an attacker: only requests that are
 		// safe to replay are served from it (RFC 8470).
@@ -409,13 +418,13 @@ func (n *Node) infer(w http.ResponseWriter, r *http.Request, v *version) (int, e
 	}
 	h := w.Header()
 	if jsonLen < len(out) {
-		h["Content-Type"] = []string{"application/octet-stream"}
+		h["Content-Type"] = hdrBinary
 		h["Inference-Header-Content-Length"] = []string{strconv.Itoa(jsonLen)}
 	} else {
-		h["Content-Type"] = []string{"application/json"}
+		h["Content-Type"] = hdrJSON
 	}
 	if cached {
-		h[HeaderCache] = []string{"hit"}
+		h[HeaderCache] = hdrHit
 	}
 	h["Content-Length"] = []string{strconv.Itoa(len(out))}
 	w.WriteHeader(http.StatusOK)

@@ -48,6 +48,8 @@ type Node struct {
 	h3Srv   *http3.Server
 	altSvc  string
 	handler http.Handler
+	// Shared header values (see hdrJSON).
+	servedByHdr, altSvcHdr []string
 
 	draining     atomic.Bool
 	started      atomic.Bool
@@ -94,6 +96,7 @@ func New(cfg Config, opts ...Option) (*Node, error) {
 		}
 	}
 	n.models = newManager(n)
+	n.servedByHdr = []string{cfg.ID}
 	n.handler = n.routes()
 	return n, nil
 }
@@ -151,6 +154,7 @@ func (n *Node) Start(ctx context.Context) error {
 	if n.udpConn != nil {
 		_, port, _ := net.SplitHostPort(n.Addr())
 		n.altSvc = `h3=":` + port + `"; ma=86400`
+		n.altSvcHdr = []string{n.altSvc}
 		n.h3Srv = &http3.Server{
 			Handler:        n.handler,
 			TLSConfig:      http3.ConfigureTLSConfig(&tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS13}),
