@@ -542,9 +542,6 @@ func startHelperServer(t *testing.T) string {
 }
 
 func TestRawConnZeroAllocs(t *testing.T) {
-	if testing.Short() {
-		t.Skip("starts a server process")
-	}
 	base := startHelperServer(t)
 	nc := newTestClient(t, base)
 	body := bytes.Repeat([]byte("x"), 4000)
