@@ -364,7 +364,8 @@ func appendData(dst, data []byte, k kind) []byte {
 	return append(dst, ']')
 }
 
-// appendFloat appends f, spelling non-finite values as Triton does.
+// appendFloat appends f, spelling non-finite values as Triton does. With
+// bits 32, f must be a float32 value; appendFloat32 writes it.
 func appendFloat(dst []byte, f float64, bits int) []byte {
 	switch {
 	case f != f:
@@ -373,6 +374,9 @@ func appendFloat(dst []byte, f float64, bits int) []byte {
 		return append(dst, "Infinity"...)
 	case f < -math.MaxFloat64:
 		return append(dst, "-Infinity"...)
+	}
+	if bits == 32 {
+		return appendFloat32(dst, float32(f))
 	}
 	return strconv.AppendFloat(dst, f, 'g', -1, bits)
 }
@@ -521,7 +525,11 @@ func appendParamFloat(dst []byte, f float64, bits int) ([]byte, error) {
 		return dst, fmt.Errorf("oip: parameter value %v cannot be written as JSON", f)
 	}
 	n := len(dst)
-	dst = strconv.AppendFloat(dst, f, 'g', -1, bits)
+	if bits == 32 {
+		dst = appendFloat32(dst, float32(f))
+	} else {
+		dst = strconv.AppendFloat(dst, f, 'g', -1, bits)
+	}
 	for _, c := range dst[n:] {
 		if c == '.' || c == 'e' {
 			return dst, nil
