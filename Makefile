@@ -43,6 +43,7 @@ fuzz: setup
 	$(GO) test -run='^$$' -fuzz=FuzzDecodeRequestBinary -fuzztime=$(FUZZTIME) ./models/oip/
 	$(GO) test -run='^$$' -fuzz=FuzzDecodeResponse -fuzztime=$(FUZZTIME) ./models/oip/
 	$(GO) test -run='^$$' -fuzz=FuzzAppendFloat32 -fuzztime=$(FUZZTIME) ./models/oip/
+	$(GO) test -run='^$$' -fuzz=FuzzFlatF32 -fuzztime=$(FUZZTIME) ./models/oip/
 
 # Benchmarks recorded in docs/PERFORMANCE.md.
 bench: build

@@ -153,3 +153,17 @@ func BenchmarkStdlibJSON64(b *testing.B) {
 		}
 	}
 }
+
+// shortJSONRequest is a request with one FP32 input of n normally
+// distributed values spelled as AppendRequest spells them: the shortest
+// decimal that reads back as the same float32.
+func shortJSONRequest(n int) []byte {
+	req := &Request{Inputs: []models.Tensor{mk("x", models.FP32, []int64{1, int64(n)}, randF32(n, 7))}}
+	body, _, err := AppendRequest(nil, req, false)
+	if err != nil {
+		panic(err)
+	}
+	return body
+}
+
+func BenchmarkDecodeJSON1024Short(b *testing.B) { benchDecode(b, shortJSONRequest(1024), -1) }

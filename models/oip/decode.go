@@ -866,7 +866,12 @@ func (d *decoder) flat(ts *tensorState, buf []byte) ([]byte, error) {
 	s := &d.s
 	s.i++ // '['
 	var count int64
-	for first := true; ; first = false {
+	first := true
+	if ts.k == kF32 && !noFlatF32 {
+		count = d.flatF32(ts, buf)
+		first = count == 0
+	}
+	for ; ; first = false {
 		more, err := s.next(']', first)
 		if err != nil {
 			return nil, err
