@@ -107,40 +107,11 @@ func (d *decoder) flatF32(ts *tensorState, buf []byte) int64 {
 			}
 			exp += e
 		}
-		// The conversion, as decNum.float32 does it.
-		var f float32
-		if mant == 0 {
-			if neg {
-				f = float32(math.Copysign(0, -1))
-			}
-		} else {
-			if exp < -66 || exp > 44 {
-				break
-			}
-			x := float64(mant)
-			e := exp
-			for e < -22 {
-				x /= 1e22
-				e += 22
-			}
-			switch {
-			case e < 0:
-				x /= pow10f64[-e]
-			case e <= 22:
-				x *= pow10f64[e]
-			default:
-				x = x * 1e22 * pow10f64[e-22]
-			}
-			if x < 0x1p-126 || x >= math.MaxFloat32 {
-				break
-			}
-			if low := math.Float64bits(x) & (1<<29 - 1); low > 1<<28-16 && low < 1<<28+16 {
-				break
-			}
-			f = float32(x)
-			if neg {
-				f = -f
-			}
+		// The conversion decNum.float32 does; false leaves the number to
+		// the general path.
+		f, ok := (&decNum{neg: neg, mant: mant, exp: exp}).float32()
+		if !ok {
+			break
 		}
 		binary.LittleEndian.PutUint32(buf[4*count:], math.Float32bits(f))
 		count++
