@@ -552,12 +552,23 @@ func TestOptions(t *testing.T) {
 	}
 }
 
-// TestCUDAFallback: this machine's library is CPU-only, so CUDA falls back
-// with a note, or fails when required.
+// TestCUDAFallback: with the CPU-only library setup installs, CUDA falls
+// back with a note, or fails when required; with a CUDA build on a GPU it
+// runs on CUDA.
 func TestCUDAFallback(t *testing.T) {
 	s := loadWith(t, mixedGraph(), ort.Options{Provider: ort.ProviderCUDA, DeviceID: 0, GPUMemLimit: 1 << 30, ArenaExtendStrategy: ort.ArenaSameAsRequested})
+	if s.Provider() == ort.ProviderCUDA {
+		// A CUDA-enabled library with a GPU: no fallback to check, but the
+		// session must run on CUDA, say nothing of a fallback, and agree.
+		if s.ProviderNote() != "" {
+			t.Errorf("running on CUDA, yet ProviderNote = %q", s.ProviderNote())
+		}
+		y, _ := mixedWant(2)
+		expect(t, run(t, s, []string{"y"}, mixedInputs(2)...)[0], y, 0)
+		return
+	}
 	if s.Provider() != ort.ProviderCPU {
-		t.Skipf("CUDA is available here (provider %q); fallback not exercised", s.Provider())
+		t.Fatalf("provider %q, want cpu (fallback) or cuda", s.Provider())
 	}
 	if !strings.Contains(s.ProviderNote(), "cuda") {
 		t.Errorf("ProviderNote %q does not explain the fallback", s.ProviderNote())
@@ -749,7 +760,7 @@ func TestInit(t *testing.T) {
 // resident memory to stay flat.
 func TestNoLeaks(t *testing.T) {
 	if _, err := os.Stat("/proc/self/statm"); err != nil {
-		t.Skipf("no /proc/self/statm to measure memory: %v", err)
+		t.Fatalf("reading /proc/self/statm (this leak check needs Linux): %v", err)
 	}
 	fixed := load(t, identity(models.FP32, []int64{256, 256}, []int64{256, 256}))
 	dyn := load(t, identity(models.FP32, []int64{-1, 256}, []int64{-1, 256}))
