@@ -19,8 +19,8 @@ import (
 // timeout_ms applies to requests without a deadline of their own.
 func TestDeadlines(t *testing.T) {
 	r := newRepo(t)
-	m := r.smallMLP("slow", 1, `{"max_batch_size": 1, "labels": {"`+labelGated+`": "1"}}`)
-	r.smallMLP("slowdefault", 1, `{"max_batch_size": 1, "timeout_ms": 40, "labels": {"`+labelGated+`": "1"}}`)
+	m := r.smallMLP("slow", 1, `{"max_batch_size": 1, "concurrency": 1, "labels": {"`+labelGated+`": "1"}}`)
+	r.smallMLP("slowdefault", 1, `{"max_batch_size": 1, "concurrency": 1, "timeout_ms": 40, "labels": {"`+labelGated+`": "1"}}`)
 	var l slowLoader
 	tn := startNode(t, testConfig(t, r.dir), l.option())
 	t.Cleanup(l.open)
@@ -191,7 +191,7 @@ func TestTimeoutParameterAccepted(t *testing.T) {
 // the node's buffer pool hand the abandoned body to the very next request.
 func TestAbandonedInputsNotRecycled(t *testing.T) {
 	r := newRepo(t)
-	m := r.smallMLP("hold", 1, `{"max_batch_size": 1, "labels": {"`+labelHold+`": "200"}}`)
+	m := r.smallMLP("hold", 1, `{"max_batch_size": 1, "concurrency": 1, "labels": {"`+labelHold+`": "200"}}`)
 	r.smallMLP("fast", 2, "")
 	var l slowLoader
 	tn := startNode(t, testConfig(t, r.dir), l.option())

@@ -163,11 +163,14 @@ func (n *Node) handleModelMeta(w http.ResponseWriter, r *http.Request) {
 		"inputs":   meta(v.manifest.Signature.Inputs),
 		"outputs":  meta(v.manifest.Signature.Outputs),
 		"parameters": map[string]any{
-			"digest":             v.manifest.Digest,
-			"execution_provider": v.session.Provider(),
-			"max_batch_size":     maxBatch(v),
-			"intra_op_threads":   v.config.runtimeOptions(n.cfg.Runtime, int(v.bytes)).IntraOpThreads,
-			"labels":             v.manifest.Labels,
+			"digest":               v.manifest.Digest,
+			"execution_provider":   v.session.Provider(),
+			"max_batch_size":       maxBatch(v),
+			"intra_op_threads":     v.config.runtimeOptions(n.cfg.Runtime).IntraOpThreads,
+			"concurrency":          v.schedCfg.Concurrency,
+			"preferred_batch_size": v.schedCfg.PreferredBatchSizes,
+			"batch_profile":        v.profile,
+			"labels":               v.manifest.Labels,
 		},
 	})
 }
@@ -178,7 +181,7 @@ func maxBatch(v *version) int {
 	if !v.sched.Batching() {
 		return 0
 	}
-	return v.config.schedConfig().MaxBatchSize
+	return v.schedCfg.MaxBatchSize
 }
 
 func sortVersions(vs []string) {

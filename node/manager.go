@@ -41,6 +41,8 @@ type version struct {
 	config   *ModelConfig
 	session  models.Session
 	sched    *sched.Scheduler
+	schedCfg sched.Config  // as the scheduler got it, defaults resolved
+	profile  *BatchProfile // nil when not profiled
 	bytes    int64
 	stats    *modelStats
 	obs      *schedObserver
@@ -256,12 +258,40 @@ func (m *manager) loadVersion(ctx context.Context, rm *repoModel, rv repoVersion
 		batch:   mt.batchSize.WithLabelValues(rm.Name, rv.Version),
 		stats:   v.stats,
 	}
-	v.sched, err = sched.New(rm.Config.schedConfig(), sess, man.Signature, v.obs)
+	v.schedCfg, v.profile, err = m.schedConfig(ctx, rm, sess, man.Signature)
+	if err != nil {
+		sess.Close()
+		return nil, fmt.Errorf("model %q version %s: %w", rm.Name, rv.Version, err)
+	}
+	if p := v.profile; p != nil {
+		m.n.log.Info("batch profile", "model", rm.Name, "version", rv.Version, "preferred", p.Preferred, "row_us", p.rowCosts())
+	}
+	v.sched, err = sched.New(v.schedCfg, sess, man.Signature, v.obs)
 	if err != nil {
 		sess.Close()
 		return nil, fmt.Errorf("model %q version %s: scheduler: %w", rm.Name, rv.Version, err)
 	}
 	return v, nil
+}
+
+// schedConfig resolves the scheduler configuration of a version: the
+// model config, the automatic concurrency, and preferred batch sizes from
+// a batch profile when the config names none.
+func (m *manager) schedConfig(ctx context.Context, rm *repoModel, sess models.Session, sig models.Signature) (sched.Config, *BatchProfile, error) {
+	c := &rm.Config
+	sc := c.schedConfig()
+	if c.Concurrency == 0 {
+		sc.Concurrency = AutoConcurrency(c.runtimeOptions(m.n.cfg.Runtime).IntraOpThreads)
+	}
+	if len(sc.PreferredBatchSizes) > 0 || sc.MaxBatchSize < 2 || (c.ProfileBatchSizes != nil && !*c.ProfileBatchSizes) {
+		return sc, nil, nil
+	}
+	p, ok, err := profileBatches(ctx, sess, sig, sc.MaxBatchSize, profileBudget)
+	if err != nil || !ok {
+		return sc, nil, err
+	}
+	sc.PreferredBatchSizes = p.Preferred
+	return sc, &p, nil
 }
 
 // checkGolden runs each golden example and compares outputs.

@@ -92,7 +92,7 @@ func New(cfg Config, opts ...Option) (*Node, error) {
 		}
 		base := cfg.Runtime
 		n.loader = func(b []byte, mc *ModelConfig) (models.Session, error) {
-			return ort.Load(b, mc.runtimeOptions(base, len(b)))
+			return ort.Load(b, mc.runtimeOptions(base))
 		}
 	}
 	n.models = newManager(n)

@@ -34,10 +34,19 @@ type ModelConfig struct {
 	// max_queue_delay_microseconds is set.
 	BusyQueueDelayMicros *int64 `json:"busy_queue_delay_microseconds,omitempty"`
 	// PreferredBatchSizes dispatch a batch as soon as it reaches one of them.
+	// Default: measured when the version loads (see ProfileBatchSizes).
 	PreferredBatchSizes []int `json:"preferred_batch_size,omitempty"`
+	// ProfileBatchSizes, when preferred_batch_size is not given, times the
+	// model at batch sizes 1, 2, 4, … max_batch_size as each version loads
+	// and prefers the sizes whose cost per row is within 10% of the
+	// cheapest (see profile.go). Default true; false leaves no preferred
+	// sizes.
+	ProfileBatchSizes *bool `json:"profile_batch_sizes,omitempty"`
 	// MaxQueueSize bounds waiting requests (429 beyond). Default 1024.
 	MaxQueueSize int `json:"max_queue_size,omitempty"`
-	// Concurrency is how many executions of one version run at once. Default 1.
+	// Concurrency is how many executions of one version run at once.
+	// Default: the cores (at most 4) divided by the intra-op threads, so
+	// one-threaded sessions run in parallel on every core.
 	Concurrency int `json:"concurrency,omitempty"`
 	// TimeoutMillis is the default request deadline; 0 means none.
 	TimeoutMillis int64 `json:"timeout_ms,omitempty"`
@@ -140,25 +149,28 @@ func (c *ModelConfig) schedConfig() sched.Config {
 // (sched.Config.LoadDelay); an idle model never waits.
 const defaultLoadDelay = 300 * time.Microsecond
 
-// AutoThreadsMinBytes is the model size from which the automatic intra-op
-// thread count uses every core: below it a run is too short for a thread
-// pool to pay for its wake-ups (and a server runs many requests at once
-// anyway); above it one run of a batch is long enough to split.
-const AutoThreadsMinBytes = 4 << 20
+// AutoIntraOpThreads is the intra-op thread count when the config says 0
+// (auto): one. A node serves many requests at once, and runs several
+// executions of a model in parallel (see AutoConcurrency), so it gets its
+// parallelism across runs rather than inside one. One-threaded runs need
+// no thread pool: nothing spins, no run waits at a barrier for a thread
+// that the OS gave to the HTTP side or to another process, which is what
+// made two-threaded runs of the 1024→4096→1024 MLP twice as slow inside a
+// loaded node as in isolation (docs/PERFORMANCE.md). A model that must
+// finish one large run fast can still set runtime.intra_op_threads.
+const AutoIntraOpThreads = 1
 
-// maxAutoThreads caps the automatic intra-op thread count.
-const maxAutoThreads = 4
+// maxAutoConcurrency caps the automatic execution concurrency.
+const maxAutoConcurrency = 4
 
-// AutoIntraOpThreads is the intra-op thread count for a model of this
-// many bytes when the config says 0 (auto).
-func AutoIntraOpThreads(modelBytes int) int {
-	if modelBytes < AutoThreadsMinBytes {
-		return 1
-	}
-	return max(1, min(runtime.NumCPU(), maxAutoThreads))
+// AutoConcurrency is how many executions of a version run at once when
+// the config does not say: the cores (at most maxAutoConcurrency) divided
+// by the intra-op threads of each, at least one.
+func AutoConcurrency(intraOpThreads int) int {
+	return max(1, min(runtime.NumCPU(), maxAutoConcurrency)/max(intraOpThreads, 1))
 }
 
-func (c *ModelConfig) runtimeOptions(base ort.Options, modelBytes int) ort.Options {
+func (c *ModelConfig) runtimeOptions(base ort.Options) ort.Options {
 	o := base
 	if r := c.Runtime; r != nil {
 		if r.IntraOpThreads != nil {
@@ -179,7 +191,7 @@ func (c *ModelConfig) runtimeOptions(base ort.Options, modelBytes int) ort.Optio
 		}
 	}
 	if o.IntraOpThreads == 0 {
-		o.IntraOpThreads = AutoIntraOpThreads(modelBytes)
+		o.IntraOpThreads = AutoIntraOpThreads
 	}
 	return o
 }

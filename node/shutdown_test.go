@@ -218,7 +218,7 @@ func TestShutdownConcurrentCalls(t *testing.T) {
 func TestNoGoroutineLeak(t *testing.T) {
 	r := newRepo(t)
 	m := r.smallMLP("mlp", 1, `{"max_queue_delay_microseconds": 1000}`)
-	r.smallMLP("slow", 1, `{"max_batch_size": 1, "labels": {"`+labelDelay+`": "100"}}`)
+	r.smallMLP("slow", 1, `{"max_batch_size": 1, "concurrency": 1, "labels": {"`+labelDelay+`": "100"}}`)
 	r.published("topk", "test_top_k")
 	requireORT(t)
 	var l slowLoader

@@ -33,7 +33,7 @@ func runNode(ctx context.Context, e *env, args []string) int {
 	fs.Int64Var(&cfg.MaxBodyBytes, "max-body-bytes", cfg.MaxBodyBytes, "largest request body accepted (413 beyond)")
 	fs.Int64Var(&cfg.ResponseCacheBytes, "response-cache-bytes", cfg.ResponseCacheBytes, "response cache size; 0 disables")
 	fs.StringVar(&cfg.ORTLibrary, "ort-lib", "", "path of libonnxruntime.so (default: $PETREL_ORT_LIB, then the setup cache)")
-	fs.IntVar(&cfg.Runtime.IntraOpThreads, "intra-op-threads", cfg.Runtime.IntraOpThreads, "ONNX Runtime intra-op threads per session; 0 = auto: 1 below 4 MiB of model, else all cores (at most 4)")
+	fs.IntVar(&cfg.Runtime.IntraOpThreads, "intra-op-threads", cfg.Runtime.IntraOpThreads, "ONNX Runtime intra-op threads per run; 0 = auto: 1 (parallelism comes from concurrent runs, see a model's concurrency)")
 	fs.StringVar(&cfg.Runtime.GraphOptimization, "graph-optimization", cfg.Runtime.GraphOptimization, "disable|basic|extended|all")
 	fs.StringVar(&cfg.Runtime.Provider, "provider", cfg.Runtime.Provider, "execution provider: cpu|cuda (falls back to cpu unless --require-provider)")
 	fs.BoolVar(&cfg.Runtime.RequireProvider, "require-provider", false, "fail to load models when the provider cannot be used")

@@ -111,11 +111,14 @@ func TestInProcess(t *testing.T) {
 			t.Errorf("%s: %+v", r.Runtime, r)
 		}
 	}
-	if rep.Petrel.Runtime != RuntimePetrel || rep.Default.Runtime != RuntimeDefault {
-		t.Errorf("runtimes %q %q", rep.Petrel.Runtime, rep.Default.Runtime)
+	if rep.Petrel.Runtime != RuntimePetrel || rep.Default.Runtime != RuntimeDefault || rep.Parallel.Runtime != RuntimeParallel {
+		t.Errorf("runtimes %q %q %q", rep.Petrel.Runtime, rep.Default.Runtime, rep.Parallel.Runtime)
+	}
+	if p := rep.Parallel; p.Batch != 4 || p.Iterations < 10 || p.P50 <= 0 || p.RowsPerSec <= 0 {
+		t.Errorf("%s: %+v", p.Runtime, p)
 	}
 	lat, thr := rep.Best()
-	if lat.P50 > rep.Petrel.P50 || lat.P50 > rep.Default.P50 || thr.RowsPerSec < rep.Petrel.RowsPerSec || thr.RowsPerSec < rep.Default.RowsPerSec {
+	if lat.P50 > rep.Petrel.P50 || lat.P50 > rep.Default.P50 || thr.RowsPerSec < rep.Petrel.RowsPerSec || thr.RowsPerSec < rep.Default.RowsPerSec || thr.RowsPerSec < rep.Parallel.RowsPerSec {
 		t.Errorf("Best picked %s for latency and %s for throughput from %+v", lat.Runtime, thr.Runtime, rep)
 	}
 	if _, err := InProcess(path, 0, 20); err == nil {

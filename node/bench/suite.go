@@ -44,17 +44,20 @@ type Variant struct {
 }
 
 // DefaultVariants are the session-option alternatives PERFORMANCE.md
-// discusses.
+// discusses, each against the defaults (one intra-op thread, as many
+// executions at once as cores, preferred batch sizes from a load-time
+// profile).
 func DefaultVariants() []Variant {
 	intra2 := []string{"--intra-op-threads", "2"}
-	delay := map[string]any{"max_queue_delay_microseconds": 2000}
-	large := []string{LargeModel}
+	one := map[string]any{"concurrency": 1}
 	return []Variant{
-		{Name: "intra-op threads 2", NodeArgs: intra2},
-		{Name: "intra-op threads 2, spinning", NodeArgs: intra2, ModelConfig: map[string]any{"runtime": map[string]any{"spinning": true}}},
-		{Name: "concurrency 2 (two runs at once, 1 thread each)", ModelConfig: map[string]any{"concurrency": 2}},
-		{Name: "mlp-large max_queue_delay 2 ms", ModelConfig: delay, Models: large},
-		{Name: "intra-op threads 2, mlp-large max_queue_delay 2 ms", NodeArgs: intra2, ModelConfig: delay, Models: large},
+		{Name: "before: intra-op threads 2, one execution, no batch profile", NodeArgs: intra2,
+			ModelConfig: map[string]any{"concurrency": 1, "profile_batch_sizes": false}},
+		{Name: "intra-op threads 2, one execution", NodeArgs: intra2, ModelConfig: one},
+		{Name: "intra-op threads 2, one execution, spinning", NodeArgs: intra2,
+			ModelConfig: map[string]any{"concurrency": 1, "runtime": map[string]any{"spinning": true}}},
+		{Name: "no batch profile", ModelConfig: map[string]any{"profile_batch_sizes": false}},
+		{Name: "one execution", ModelConfig: one},
 	}
 }
 
@@ -208,6 +211,9 @@ type SuiteReport struct {
 	// Concurrency-64 runs: small MLP (req/s) and mlp-large (rows/s).
 	PetrelSmall64, BaselineSmall64 []Report
 	PetrelLarge64, BaselineLarge64 []Report
+	// PetrelLarge64Binary is mlp-large at c=64 with binary tensors, one
+	// per round next to the JSON runs and the in-process measurement.
+	PetrelLarge64Binary []Report
 	// Informational runs (binary encodings and the like).
 	Extra []NamedReport
 
@@ -813,12 +819,17 @@ func (s *suite) largeThroughput(node, base *process, largeFile string) error {
 				return err
 			},
 			func() error {
+				r, err := s.measure("petrel large binary", nc, &ps.binary, 64, s.cfg.LargeWindow)
+				s.rep.PetrelLarge64Binary = append(s.rep.PetrelLarge64Binary, r)
+				return err
+			},
+			func() error {
 				ip, err := InProcess(largeFile, 64, s.cfg.LargeIterations)
 				if err != nil {
 					return err
 				}
 				s.rep.InProcessLarge = append(s.rep.InProcessLarge, ip)
-				s.logf("in-process %s batch 64: %.0f rows/s (%s), %.0f rows/s (%s)", LargeModel, ip.Petrel.RowsPerSec, RuntimePetrel, ip.Default.RowsPerSec, RuntimeDefault)
+				s.logf("in-process %s batch 64: %.0f rows/s (%s), %.0f rows/s (%s), %.0f rows/s (%s)", LargeModel, ip.Petrel.RowsPerSec, RuntimePetrel, ip.Default.RowsPerSec, RuntimeDefault, ip.Parallel.RowsPerSec, RuntimeParallel)
 				return nil
 			},
 		}
@@ -831,11 +842,6 @@ func (s *suite) largeThroughput(node, base *process, largeFile string) error {
 			}
 		}
 	}
-	r, err := s.measure("petrel large binary", nc, &ps.binary, 64, s.cfg.LargeWindow)
-	if err != nil {
-		return err
-	}
-	s.rep.Extra = append(s.rep.Extra, NamedReport{"Petrel mlp-large, binary, HTTP/1.1, c=64", r})
 	return nil
 }
 

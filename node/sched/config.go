@@ -38,8 +38,9 @@ type Config struct {
 	MaxQueueSize int
 	// LoadDelay is MaxQueueDelay for a busy scheduler only: when the last
 	// execution carried more than one request, or requests were left
-	// waiting when it started, a batch may wait up to LoadDelay after its
-	// oldest request for others to join. An idle scheduler (single
+	// waiting when it started, a batch may wait up to LoadDelay, or the
+	// recent average execution time if that is longer (capped at
+	// MaxLoadDelay), after its oldest request for others to join. An idle scheduler (single
 	// requests, nothing waiting) never waits, so a lone client pays no
 	// delay while a loaded model gets larger batches. It applies when
 	// MaxQueueDelay is 0; 0 disables it.

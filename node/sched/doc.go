@@ -41,9 +41,13 @@
 // queued and a slot free runs on its caller's goroutine (no hand-off);
 // the executor must then honour ctx for deadlines to be prompt. With
 // Config.LoadDelay, a scheduler whose last execution batched (or left
-// requests waiting) is busy, and its batches wait up to LoadDelay for
-// company; one lone execution with nothing waiting makes it idle again.
-// So a lone client never waits, and a loaded model batches.
+// requests waiting) is busy, and its batches wait for company up to
+// LoadDelay or the recent average execution time, whichever is longer
+// (at most MaxLoadDelay): under load a slot frees about once per
+// execution, so waiting that long costs a request at most one more
+// execution, while a batch that reaches a preferred size goes at once.
+// One lone execution with nothing waiting makes it idle again. So a lone
+// client never waits, and a loaded model batches.
 //
 // When a batch goes. A batch is dispatched when an execution slot is free
 // and one of: it holds MaxBatchSize rows or cannot grow (the next

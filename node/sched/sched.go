@@ -410,7 +410,7 @@ func (s *Scheduler) formLocked(members []int, now time.Time) ([]int, time.Time) 
 	}
 	delay := s.cfg.MaxQueueDelay
 	if delay == 0 && s.busy {
-		delay = s.cfg.LoadDelay
+		delay = s.loadDelayLocked()
 	}
 	switch {
 	case full, s.closed, delay == 0:
@@ -421,6 +421,22 @@ func (s *Scheduler) formLocked(members []int, now time.Time) ([]int, time.Time) 
 		return members, head.enq.Add(delay)
 	}
 	return members, time.Time{}
+}
+
+// MaxLoadDelay caps the busy delay that follows the average execution
+// time (see Config.LoadDelay), so that a slow model does not hold its
+// batches for longer than this.
+const MaxLoadDelay = 20 * time.Millisecond
+
+// loadDelayLocked is how long a busy scheduler's batch may wait after its
+// oldest request: LoadDelay, or the recent average execution time when
+// that is longer (up to MaxLoadDelay). LoadDelay 0 disables it.
+func (s *Scheduler) loadDelayLocked() time.Duration {
+	d := s.cfg.LoadDelay
+	if d == 0 {
+		return 0
+	}
+	return max(d, min(time.Duration(s.avgRun), MaxLoadDelay))
 }
 
 // dropLocked removes a queued request whose context is done; its caller

@@ -921,3 +921,33 @@ func TestLoadDelayIdleAgain(t *testing.T) {
 		t.Errorf("batches %v, want %v", got, want)
 	}
 }
+
+// TestLoadDelayFollowsRunTime: a busy scheduler's batch waits for company
+// up to the recent average execution time when that is longer than
+// LoadDelay (capped at MaxLoadDelay), and then goes without Close.
+func TestLoadDelayFollowsRunTime(t *testing.T) {
+	f := newFake()
+	s := mustNew(t, Config{MaxBatchSize: 8, InlineWhenIdle: true, LoadDelay: time.Millisecond}, f, batchSig(), nil)
+	// The first execution takes 100 ms (held), so the average execution
+	// time is far above both LoadDelay and MaxLoadDelay.
+	release, bch, chs := blockAndQueue(t, s, f, req(1, 2), []*Request{req(1, 3), req(1, 4)})
+	time.Sleep(100 * time.Millisecond)
+	release()
+	wait(t, bch)
+	for _, ch := range chs {
+		wait(t, ch)
+	}
+	lone := async(context.Background(), s, req(1, 5))
+	waitFor(t, "lone request queued", func() bool { return s.QueueLen() == 1 })
+	start := time.Now()
+	time.Sleep(5 * time.Millisecond) // 5× LoadDelay, a quarter of MaxLoadDelay
+	if s.QueueLen() != 1 && time.Since(start) < MaxLoadDelay/2 {
+		t.Fatal("a busy scheduler with slow executions waited only LoadDelay")
+	}
+	if o := wait(t, lone); o.err != nil { // goes by itself once MaxLoadDelay is up
+		t.Fatal(o.err)
+	}
+	if got, want := rowsOf(f.Calls()), []int64{1, 2, 1}; !slices.Equal(got, want) {
+		t.Errorf("batches %v, want %v", got, want)
+	}
+}
