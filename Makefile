@@ -44,6 +44,20 @@ fuzz: setup
 	$(GO) test -run='^$$' -fuzz=FuzzDecodeResponse -fuzztime=$(FUZZTIME) ./models/oip/
 	$(GO) test -run='^$$' -fuzz=FuzzAppendFloat32 -fuzztime=$(FUZZTIME) ./models/oip/
 	$(GO) test -run='^$$' -fuzz=FuzzFlatF32 -fuzztime=$(FUZZTIME) ./models/oip/
+	$(GO) test -run='^$$' -fuzz='^FuzzCoordinateUnmarshal$$' -fuzztime=$(FUZZTIME) ./routing/
+	$(GO) test -run='^$$' -fuzz='^FuzzParseLocation$$' -fuzztime=$(FUZZTIME) ./routing/
+	$(GO) test -run='^$$' -fuzz='^FuzzDecodeMeta$$' -fuzztime=$(FUZZTIME) ./node/mesh/
+	$(GO) test -run='^$$' -fuzz='^FuzzDecodeState$$' -fuzztime=$(FUZZTIME) ./node/mesh/
+	$(GO) test -run='^$$' -fuzz='^FuzzDecodeMessage$$' -fuzztime=$(FUZZTIME) ./node/mesh/
+	$(GO) test -run='^$$' -fuzz='^FuzzDecodeAck$$' -fuzztime=$(FUZZTIME) ./node/mesh/
+	$(GO) test -run='^$$' -fuzz='^FuzzParseRange$$' -fuzztime=$(FUZZTIME) ./node/blobstore/
+	$(GO) test -run='^$$' -fuzz='^FuzzParseContentRange$$' -fuzztime=$(FUZZTIME) ./node/blobstore/
+	$(GO) test -run='^$$' -fuzz='^FuzzHandler$$' -fuzztime=$(FUZZTIME) ./node/blobstore/
+	$(GO) test -run='^$$' -fuzz='^FuzzFetchResponse$$' -fuzztime=$(FUZZTIME) ./node/blobstore/
+	$(GO) test -run='^$$' -fuzz='^FuzzParseCA$$' -fuzztime=$(FUZZTIME) ./node/meshtls/
+	$(GO) test -run='^$$' -fuzz='^FuzzParseNetnsList$$' -fuzztime=$(FUZZTIME) ./simulations/netns/
+	$(GO) test -run='^$$' -fuzz='^FuzzParsePids$$' -fuzztime=$(FUZZTIME) ./simulations/netns/
+	$(GO) test -run='^$$' -fuzz='^FuzzParseCapEff$$' -fuzztime=$(FUZZTIME) ./simulations/netns/
 
 # Benchmarks recorded in docs/PERFORMANCE.md.
 bench: build

@@ -50,6 +50,9 @@ type Config struct {
 	// ORTLibrary is the path of libonnxruntime.so ("" = PETREL_ORT_LIB, then
 	// the setup cache).
 	ORTLibrary string
+	// Mesh joins the node to a mesh of peers (gossip, forwarding,
+	// fallback); the zero value is a standalone node.
+	Mesh MeshConfig
 	// ShutdownTimeout bounds the drain on shutdown. Default 30 s.
 	ShutdownTimeout time.Duration
 	// Logger and Registry are passed in; nil means slog.Default() and no
@@ -100,6 +103,9 @@ func (c *Config) Validate() error {
 	}
 	if err := c.Runtime.Validate(); err != nil {
 		return fmt.Errorf("runtime: %w", err)
+	}
+	if err := c.Mesh.Validate(); err != nil {
+		return fmt.Errorf("mesh: %w", err)
 	}
 	return nil
 }

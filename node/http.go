@@ -1,6 +1,7 @@
 package node
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -47,6 +48,9 @@ var extensions = []string{"binary_tensor_data", "model_repository", "statistics"
 func (n *Node) routes() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /v2", n.handleServerMeta)
+	mux.HandleFunc("GET /v1/blobs/{digest}", n.serveBlobs)
+	mux.HandleFunc("GET /v1/mesh/peers", n.handlePeers)
+	mux.HandleFunc("HEAD /v1/blobs/{digest}", n.serveBlobs)
 	mux.HandleFunc("GET /v2/health/live", n.handleLive)
 	mux.HandleFunc("GET /v2/health/ready", n.handleReady)
 	mux.HandleFunc("GET /v2/models/{model}", n.handleModelMeta)
@@ -292,14 +296,42 @@ func requestTimeout(r *http.Request, param time.Duration) (time.Duration, error)
 func (n *Node) handleInfer(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
 	name, ver := r.PathValue("model"), r.PathValue("version")
+	var hop meshHop
+	if n.fwd != nil || r.Header.Get(HeaderHops) != "" || r.Header.Get(HeaderVia) != "" {
+		h, status, err := parseMeshHop(r, n.maxHops())
+		if err != nil {
+			n.log.Warn("rejected mesh headers", "remote", r.RemoteAddr, "err", err)
+			writeError(w, status, err.Error())
+			return
+		}
+		hop = h
+	}
 	v, err := n.models.lookup(name, ver)
+	if err != nil && n.fwd != nil {
+		if n.acq != nil && hop.hops == 0 {
+			n.acq.start(name, ver) // serve it here from now on
+		}
+		done, body := n.forwardUnserved(w, r, name, ver, hop)
+		if done {
+			return
+		}
+		// Nobody could take it: wait for it to arrive here.
+		if av, aerr := n.waitAcquired(r, name, ver); aerr == nil {
+			v, err = av, nil
+			r.Body = io.NopCloser(bytes.NewReader(body))
+		}
+	}
 	if err != nil {
 		n.lookupError(w, err)
 		return
 	}
 	n.metrics.inflight.Inc()
-	defer n.metrics.inflight.Dec()
-	status, err := n.infer(w, r, v)
+	n.inflight.Add(1)
+	defer func() {
+		n.metrics.inflight.Dec()
+		n.inflight.Add(-1)
+	}()
+	status, err := n.infer(w, r, v, hop)
 	elapsed := time.Since(start)
 	if err != nil {
 		writeError(w, status, err.Error())
@@ -315,9 +347,63 @@ func (n *Node) handleInfer(w http.ResponseWriter, r *http.Request) {
 	v.reqLat.Observe(elapsed.Seconds())
 }
 
+// forwardUnserved forwards a request for a model this node does not
+// serve. It returns false, having written nothing, and a copy of the body
+// when the body is readable but nobody else can take it either; a body
+// that cannot be read or decoded gets its 4xx here.
+func (n *Node) forwardUnserved(w http.ResponseWriter, r *http.Request, name, ver string, hop meshHop) (bool, []byte) {
+	bp := bufPool.Get().(*[]byte)
+	defer putBuf(bp)
+	body, err := readBody(r, (*bp)[:0], n.cfg.MaxBodyBytes)
+	*bp = body[:0]
+	if err != nil {
+		var tl *tooLargeError
+		if errors.As(err, &tl) {
+			writeError(w, http.StatusRequestEntityTooLarge, err.Error())
+		} else {
+			writeError(w, http.StatusBadRequest, err.Error())
+		}
+		return true, nil
+	}
+	req, status, err := decodeInfer(r, body, n.cfg.MaxBodyBytes)
+	if err != nil {
+		writeError(w, status, err.Error())
+		return true, nil
+	}
+	done, err := n.fwd.forward(w, r, name, ver, req, hop)
+	if err != nil && !done {
+		writeError(w, http.StatusBadRequest, err.Error())
+		return true, nil
+	}
+	if done {
+		return true, nil
+	}
+	return false, bytes.Clone(body)
+}
+
+// decodeInfer decodes an inference body with its binary header length.
+func decodeInfer(r *http.Request, body []byte, maxBody int64) (*oip.Request, int, error) {
+	headerLen := -1
+	if h := r.Header.Get("Inference-Header-Content-Length"); h != "" {
+		var err error
+		headerLen, err = strconv.Atoi(h)
+		if err != nil || headerLen < 0 {
+			return nil, http.StatusBadRequest, fmt.Errorf("Inference-Header-Content-Length %q: want a non-negative integer", h)
+		}
+	}
+	req, err := oip.DecodeRequest(body, headerLen, oip.Limits{MaxBodyBytes: maxBody})
+	if err != nil {
+		if errors.Is(err, oip.ErrTooLarge) {
+			return nil, http.StatusRequestEntityTooLarge, err
+		}
+		return nil, http.StatusBadRequest, err
+	}
+	return req, 0, nil
+}
+
 // infer serves one inference request. It returns the status and error to
 // report, or (0, nil) once it has written a successful response.
-func (n *Node) infer(w http.ResponseWriter, r *http.Request, v *version) (int, error) {
+func (n *Node) infer(w http.ResponseWriter, r *http.Request, v *version, hop meshHop) (int, error) {
 	bp := bufPool.Get().(*[]byte)
 	// Binary inputs alias the body. If Submit gives up early (deadline,
 	// shutdown) the runtime may still be reading them, so the buffer then
@@ -337,19 +423,9 @@ func (n *Node) infer(w http.ResponseWriter, r *http.Request, v *version) (int, e
 		}
 		return http.StatusBadRequest, err
 	}
-	headerLen := -1
-	if h := r.Header.Get("Inference-Header-Content-Length"); h != "" {
-		headerLen, err = strconv.Atoi(h)
-		if err != nil || headerLen < 0 {
-			return http.StatusBadRequest, fmt.Errorf("Inference-Header-Content-Length %q: want a non-negative integer", h)
-		}
-	}
-	req, err := oip.DecodeRequest(body, headerLen, oip.Limits{MaxBodyBytes: n.cfg.MaxBodyBytes})
+	req, status, err := decodeInfer(r, body, n.cfg.MaxBodyBytes)
 	if err != nil {
-		if errors.Is(err, oip.ErrTooLarge) {
-			return http.StatusRequestEntityTooLarge, err
-		}
-		return http.StatusBadRequest, err
+		return status, err
 	}
 	sig := &v.manifest.Signature
 	if err := checkInputs(sig, req.Inputs); err != nil {
@@ -404,6 +480,12 @@ func (n *Node) infer(w http.ResponseWriter, r *http.Request, v *version) (int, e
 		outs, err = v.sched.Submit(ctx, &sched.Request{Inputs: req.Inputs, Outputs: outNames})
 		if err != nil {
 			recycle = false
+			if n.fwd != nil && (errors.Is(err, sched.ErrQueueFull) || errors.Is(err, sched.ErrClosed)) {
+				// Busy or going away here: a peer may have room.
+				if done, ferr := n.fwd.forward(w, r, v.manifest.Name, r.PathValue("version"), req, hop); done {
+					return 0, ferr
+				}
+			}
 			return n.submitError(w, v, err)
 		}
 		if useCache {

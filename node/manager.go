@@ -44,6 +44,7 @@ type version struct {
 	schedCfg sched.Config  // as the scheduler got it, defaults resolved
 	profile  *BatchProfile // nil when not profiled
 	bytes    int64
+	acquired bool // fetched from the mesh, not from the repository: evictable
 	stats    *modelStats
 	obs      *schedObserver
 	outIndex map[string]int
@@ -69,6 +70,8 @@ type manager struct {
 	mu     sync.RWMutex
 	models map[string]*modelEntry
 	loadMu sync.Mutex // serialises load/unload
+	// generation counts catalog changes (loads, unloads), for the mesh.
+	generation atomic.Uint64
 }
 
 func newManager(n *Node) *manager {
@@ -204,6 +207,8 @@ func (m *manager) load(ctx context.Context, name string) error {
 		}
 	}
 	m.refreshGauges()
+	m.generation.Add(1)
+	m.n.meshChanged()
 	m.n.log.Info("model loaded", "model", name, "versions", len(loaded))
 	return nil
 }
@@ -225,6 +230,15 @@ func (m *manager) loadVersion(ctx context.Context, rm *repoModel, rv repoVersion
 	if err != nil {
 		return nil, fmt.Errorf("model %q version %s: %w", rm.Name, rv.Version, err)
 	}
+	v, err := m.loadVersionBytes(ctx, rm, rv, b)
+	if err == nil {
+		m.n.storeRepositoryBlob(v.manifest.Digest, b)
+	}
+	return v, err
+}
+
+// loadVersionBytes loads one version from its model file's bytes.
+func (m *manager) loadVersionBytes(ctx context.Context, rm *repoModel, rv repoVersion, b []byte) (*version, error) {
 	sess, err := m.n.loader(b, &rm.Config)
 	if err != nil {
 		return nil, fmt.Errorf("model %q version %s: load %s: %w", rm.Name, rv.Version, rv.Path, err)
@@ -393,6 +407,8 @@ func (m *manager) unload(ctx context.Context, name string) error {
 		m.n.metrics.modelProvider.DeleteLabelValues(name, v.manifest.Version, v.session.Provider())
 	}
 	m.refreshGauges()
+	m.generation.Add(1)
+	m.n.meshChanged()
 	m.n.log.Info("model unloaded", "model", name)
 	return nil
 }
@@ -412,6 +428,8 @@ func (m *manager) closeAll(ctx context.Context) {
 	}
 	wg.Wait()
 	m.refreshGauges()
+	m.generation.Add(1)
+	m.n.meshChanged()
 }
 
 func (m *manager) refreshGauges() {

@@ -18,7 +18,8 @@ type metrics struct {
 	loadedModels  prometheus.Gauge
 	loadedBytes   prometheus.Gauge
 	inflight      prometheus.Gauge
-	modelProvider *prometheus.GaugeVec // model, version, provider = 1
+	modelProvider *prometheus.GaugeVec   // model, version, provider = 1
+	forwards      *prometheus.CounterVec // result: ok | error (a peer's non-200) | failed (nobody answered)
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -58,10 +59,13 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		modelProvider: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "petrel_model_execution_provider", Help: "1 for the execution provider each loaded model version runs on.",
 		}, []string{"model", "version", "provider"}),
+		forwards: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "petrel_forwarded_requests_total", Help: "Inference requests this node forwarded to a peer or the fallback tier, by result.",
+		}, []string{"result"}),
 	}
 	if reg != nil {
 		reg.MustRegister(m.requests, m.requestLat, m.queueLat, m.computeLat, m.batchSize,
-			m.cacheHits, m.cacheMisses, m.loadedModels, m.loadedBytes, m.inflight, m.modelProvider)
+			m.cacheHits, m.cacheMisses, m.loadedModels, m.loadedBytes, m.inflight, m.modelProvider, m.forwards)
 	}
 	return m
 }

@@ -23,6 +23,8 @@ import (
 
 	"github.com/petrel-mesh/petrel/models"
 	"github.com/petrel-mesh/petrel/models/ort"
+	"github.com/petrel-mesh/petrel/node/blobstore"
+	"github.com/petrel-mesh/petrel/node/mesh"
 	"github.com/petrel-mesh/petrel/node/respcache"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/quic-go/quic-go"
@@ -50,6 +52,17 @@ type Node struct {
 	handler http.Handler
 	// Shared header values (see hdrJSON).
 	servedByHdr, altSvcHdr []string
+
+	// Mesh (nil for a standalone node): gossip, forwarding.
+	mesh     *mesh.Mesh
+	fwd      *forwarder
+	blobs    *blobstore.Store
+	acq      *acquirer
+	meshStop chan struct{}
+	meshOnce sync.Once
+	meshWG   sync.WaitGroup
+	// inflight counts inference requests being handled (the gossip load).
+	inflight atomic.Int64
 
 	draining     atomic.Bool
 	started      atomic.Bool
@@ -124,10 +137,29 @@ func (n *Node) Start(ctx context.Context) error {
 		return err
 	}
 	host, _, _ := net.SplitHostPort(n.Addr())
-	cert, err := serverCertificate(&n.cfg, host)
-	if err != nil {
-		n.closeListeners()
-		return err
+	var serverTLS, meshClientTLS *tls.Config
+	if n.cfg.Mesh.Enabled {
+		// Mutual TLS: peers present mesh certificates, public clients
+		// need none (see node/meshtls).
+		var err error
+		serverTLS, meshClientTLS, err = n.meshTLS(host)
+		if err != nil {
+			n.closeListeners()
+			return err
+		}
+	} else {
+		cert, err := serverCertificate(&n.cfg, host)
+		if err != nil {
+			n.closeListeners()
+			return err
+		}
+		serverTLS = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	}
+	if n.cfg.Mesh.Enabled {
+		if err := n.openBlobs(); err != nil {
+			n.closeListeners()
+			return err
+		}
 	}
 	if err := n.loadInitial(ctx); err != nil {
 		n.closeListeners()
@@ -147,7 +179,9 @@ func (n *Node) Start(ctx context.Context) error {
 		protos.SetUnencryptedHTTP2(true)
 	} else {
 		protos.SetHTTP2(true)
-		n.httpSrv.TLSConfig = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+		tc := serverTLS.Clone()
+		tc.NextProtos = []string{"h2", "http/1.1"}
+		n.httpSrv.TLSConfig = tc
 	}
 	n.httpSrv.Protocols = &protos
 
@@ -157,7 +191,7 @@ func (n *Node) Start(ctx context.Context) error {
 		n.altSvcHdr = []string{n.altSvc}
 		n.h3Srv = &http3.Server{
 			Handler:        n.handler,
-			TLSConfig:      http3.ConfigureTLSConfig(&tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS13}),
+			TLSConfig:      http3.ConfigureTLSConfig(h3TLS(serverTLS)),
 			QUICConfig:     &quic.Config{Allow0RTT: true, MaxIdleTimeout: 2 * time.Minute},
 			MaxHeaderBytes: 64 << 10,
 			IdleTimeout:    2 * time.Minute,
@@ -185,7 +219,21 @@ func (n *Node) Start(ctx context.Context) error {
 		scheme = "http"
 	}
 	n.log.Info("node serving", "addr", n.Addr(), "scheme", scheme, "http3", n.udpConn != nil)
+	if n.cfg.Mesh.Enabled {
+		if err := n.startMesh(meshClientTLS); err != nil {
+			sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+			defer cancel()
+			return errors.Join(err, n.Shutdown(sctx))
+		}
+	}
 	return nil
+}
+
+// h3TLS is the listener TLS config for HTTP/3: TLS 1.3 only.
+func h3TLS(c *tls.Config) *tls.Config {
+	tc := c.Clone()
+	tc.MinVersion = tls.VersionTLS13
+	return tc
 }
 
 // listen binds TCP, then UDP on the same port. With port 0 the UDP port may
@@ -254,6 +302,9 @@ func (n *Node) Err() <-chan error { return n.serveErr }
 // call more than once; later calls return the first call's result.
 func (n *Node) Shutdown(ctx context.Context) error {
 	n.shutdownOnce.Do(func() {
+		// Announce the departure first, so that peers stop sending
+		// requests here, then drain.
+		n.leaveMesh(min(n.cfg.ShutdownTimeout, 5*time.Second))
 		n.draining.Store(true)
 		// Both transports stop accepting at once and drain side by side:
 		// HTTP/3 must not take new connections while TCP drains.
@@ -279,6 +330,7 @@ func (n *Node) Shutdown(ctx context.Context) error {
 		n.closeListeners()
 		n.serveWG.Wait()
 		n.models.closeAll(ctx)
+		n.stopMesh()
 		n.shutdownErr = errors.Join(errs...)
 		n.log.Info("node stopped")
 	})

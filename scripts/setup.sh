@@ -3,7 +3,8 @@
 #   - the ONNX Runtime shared library (CPU), from the npm package
 #     onnxruntime-node@1.30.0, into .cache/ort/ (git-ignored);
 #   - Debian packages: libonnx-testdata (published ONNX models used by the
-#     tests), npm (to fetch the runtime) when missing;
+#     tests), npm (to fetch the runtime), iproute2 and procps (network
+#     namespaces for the mesh tests) when missing;
 #   - tools: staticcheck, into .cache/bin/;
 #   - the Go module dependencies.
 # Idempotent: each step is skipped when its result is already there.
@@ -23,6 +24,9 @@ if [ "$(id -u)" != 0 ]; then SUDO=sudo; fi
 need_pkgs=()
 [ -d /usr/share/libonnx-testdata/data/node ] || need_pkgs+=(libonnx-testdata)
 command -v npm >/dev/null || need_pkgs+=(npm)
+# The mesh tests build hosts out of network namespaces (ip, sysctl).
+command -v ip >/dev/null || need_pkgs+=(iproute2)
+command -v sysctl >/dev/null || need_pkgs+=(procps)
 if [ ${#need_pkgs[@]} -gt 0 ]; then
   log "installing Debian packages: ${need_pkgs[*]}"
   $SUDO apt-get update -qq

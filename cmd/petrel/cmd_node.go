@@ -44,7 +44,12 @@ func runNode(ctx context.Context, e *env, args []string) int {
 	logJSON := fs.Bool("log-json", false, "log as JSON")
 	examples := fs.Bool("print-examples", false, "print curl examples once serving")
 	debugAddr := fs.String("debug-addr", "", "serve Go's pprof profiles on this separate address (e.g. 127.0.0.1:6060); off by default")
+	mf := addMeshFlags(fs)
 	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	if err := mf.apply(&cfg.Mesh); err != nil {
+		fmt.Fprintf(e.stderr, "petrel node: %v\n", err)
 		return 2
 	}
 	if fs.NArg() > 0 {

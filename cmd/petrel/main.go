@@ -34,6 +34,7 @@ func commands() []command {
 		{"infer", "send an inference request and print the outputs", runInfer},
 		{"model", "model tools: inspect FILE, sample --repo DIR", runModel},
 		{"bench", "load generator: concurrency sweep, throughput and latency percentiles", runBench},
+		{"cert", "mesh credentials: ca --dir D, node --ca-dir D --id ID, gossip-key", runCert},
 		{"version", "print the version", runVersion},
 	}
 }
