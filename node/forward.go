@@ -252,7 +252,9 @@ func (f *forwarder) forward(w http.ResponseWriter, r *http.Request, name, ver st
 
 	ans, err := f.toPeers(ctx, name, ver, path, body, hdr, via)
 	if ans == nil {
-		ans, err = f.toFallback(ctx, path, body, hdr)
+		var ferr error
+		ans, ferr = f.toFallback(ctx, path, body, hdr)
+		err = errors.Join(err, ferr) // nil only when nobody was there to ask
 	}
 	if ans == nil {
 		if err == nil {

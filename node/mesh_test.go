@@ -419,3 +419,98 @@ func TestMeshAcquire(t *testing.T) {
 		t.Errorf("a mesh peer got %d for a blob", resp.StatusCode)
 	}
 }
+
+// TestMeshKeyRotationAndEviction: the gossip keyring rotates on running
+// nodes without losing members (a node with only the new key joins
+// afterwards, one with only the old key cannot); and acquired models are
+// evicted least recently used beyond the memory bound while repository
+// models stay.
+func TestMeshKeyRotationAndEviction(t *testing.T) {
+	l := newMeshLab(t)
+	r := newRepo(t)
+	m1 := r.smallMLP("m1", 61, "")
+	m2 := r.smallMLP("m2", 62, "")
+	own := newRepo(t)
+	mo := own.smallMLP("own", 63, "")
+	holder := l.start("holder", r, nil, nil)
+	lazy := l.start("lazy", own, []string{holder.GossipAddr()}, func(cfg *node.Config) {
+		cfg.Mesh.LazyLoad = true
+		cfg.Mesh.BlobDir = t.TempDir()
+		cfg.Mesh.MaxLoadedBytes = 60 << 10 // room for own plus one more small MLP (~37 KB each)
+	})
+	waitMesh(t, holder, lazy)
+
+	rng := rand.New(rand.NewPCG(7, 8))
+	servedHere := func(model string, m *onnx.Model) {
+		t.Helper()
+		deadline := time.Now().Add(15 * time.Second)
+		for {
+			rep := inferVia(t, lazy, model, m, rng)
+			if rep.status == http.StatusOK && rep.header.Get(node.HeaderServedBy) == "lazy" {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s never served by lazy itself (last: %d from %q)", model, rep.status, rep.header.Get(node.HeaderServedBy))
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	servedHere("m1", m1)
+	servedHere("m2", m2) // evicts m1, the least recently used acquired model
+	ready := func(model string) int {
+		return lazy.raw(t, client.HTTP1).do(t, http.MethodGet, "/v2/models/"+model+"/ready", nil, nil).status
+	}
+	if s := ready("m1"); s == http.StatusOK {
+		t.Error("m1 still loaded on lazy after m2 pushed the loaded bytes over the bound")
+	}
+	if s := ready("own"); s != http.StatusOK {
+		t.Errorf("the repository model was evicted (ready %d)", s)
+	}
+	if rep := inferVia(t, lazy, "own", mo, rng); rep.status != http.StatusOK {
+		t.Errorf("own: %d", rep.status)
+	}
+
+	// Key rotation: add the new key, make it primary, drop the old.
+	newKey := []byte("fedcba9876543210fedcba9876543210")
+	for _, step := range [][][]byte{{l.key, newKey}, {newKey, l.key}, {newKey}} {
+		for _, n := range []*testNode{holder, lazy} {
+			if err := n.SetGossipKeys(step); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	old := l.start("old-key", nil, []string{holder.GossipAddr()}, nil)
+	l.key = newKey
+	fresh := l.start("new-key", nil, []string{holder.GossipAddr()}, nil)
+	waitMesh(t, holder, lazy, fresh)
+	time.Sleep(300 * time.Millisecond)
+	if p, ok := holder.Mesh().Peer("old-key"); ok && p.State == mesh.StateAlive {
+		t.Error("a node with only the retired key joined")
+	}
+	_ = old
+}
+
+// TestMeshPreload: a node told to preload a model that only a peer has
+// acquires it at start, before any request asks for it.
+func TestMeshPreload(t *testing.T) {
+	l := newMeshLab(t)
+	r := newRepo(t)
+	m := r.smallMLP("popular", 71, "")
+	holder := l.start("holder", r, nil, nil)
+	warm := l.start("warm", nil, []string{holder.GossipAddr()}, func(cfg *node.Config) {
+		cfg.Mesh.LazyLoad = true
+		cfg.Mesh.BlobDir = t.TempDir()
+		cfg.Mesh.Preload = []string{"popular"}
+	})
+	deadline := time.Now().Add(15 * time.Second)
+	for warm.raw(t, client.HTTP1).do(t, http.MethodGet, "/v2/models/popular/ready", nil, nil).status != http.StatusOK {
+		if time.Now().After(deadline) {
+			t.Fatal("the preloaded model never became ready on warm")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	rep := inferVia(t, warm, "popular", m, rand.New(rand.NewPCG(9, 9)))
+	if rep.status != http.StatusOK || rep.header.Get(node.HeaderServedBy) != "warm" {
+		t.Fatalf("status %d served by %q", rep.status, rep.header.Get(node.HeaderServedBy))
+	}
+}

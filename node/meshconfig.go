@@ -70,6 +70,9 @@ type MeshConfig struct {
 	// models are evicted least recently used first beyond it (repository
 	// models are pinned). 0 means no bound.
 	MaxLoadedBytes int64
+	// Preload names models to acquire from peers at start (popular
+	// models), when the repository does not have them. Needs LazyLoad.
+	Preload []string
 	// Origin is the base URL that has every artifact at
 	// /v1/blobs/{digest} when no peer does (a central node).
 	Origin string

@@ -1,13 +1,16 @@
 package node
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
+	"errors"
 	"fmt"
 	"net"
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"time"
 
@@ -124,6 +127,9 @@ func (n *Node) startMesh(clientTLS *tls.Config) error {
 	if !joined {
 		n.meshWG.Go(func() { n.retryJoin(mc.Seeds) })
 	}
+	if len(mc.Preload) > 0 && n.acq != nil {
+		n.meshWG.Go(func() { n.preloadFromMesh(mc.Preload) })
+	}
 	n.log.Info("joined the mesh", "role", mc.Role, "region", mc.Region, "gossip", m.Addr(), "peers", len(m.Peers()))
 	return nil
 }
@@ -149,6 +155,75 @@ func (n *Node) retryJoin(seeds []string) {
 		}
 		wait = min(2*wait, 10*time.Second)
 	}
+}
+
+// preloadWindow is how long a node keeps looking for its preload models
+// in its peers' catalogs after it starts.
+const preloadWindow = 2 * time.Minute
+
+// preloadFromMesh warms the models named in MeshConfig.Preload that the
+// repository does not have, acquiring each from a peer as soon as one
+// advertises it.
+func (n *Node) preloadFromMesh(names []string) {
+	pending := map[string]bool{}
+	for _, name := range names {
+		pending[name] = true
+	}
+	deadline := time.Now().Add(preloadWindow)
+	for len(pending) > 0 && time.Now().Before(deadline) {
+		for name := range pending {
+			if _, err := n.models.lookup(name, ""); err == nil {
+				delete(pending, name)
+			} else if n.acq.start(name, "") != nil {
+				n.log.Info("preloading a model from the mesh", "model", name)
+				delete(pending, name)
+			}
+		}
+		select {
+		case <-n.meshStop:
+			return
+		case <-time.After(250 * time.Millisecond):
+		}
+	}
+	for name := range pending {
+		n.log.Warn("preload: no peer advertised the model", "model", name, "waited", preloadWindow)
+	}
+}
+
+// SetGossipKeys makes keys the gossip keyring: each is installed, the
+// first becomes the primary (used to encrypt), and any other key is
+// removed. Rotation without losing members: add the new key as a second
+// key on every node, then make it the first on every node, then drop the
+// old one (docs/mesh.md); `petrel node` does this on SIGHUP from its key
+// file.
+func (n *Node) SetGossipKeys(keys [][]byte) error {
+	if n.mesh == nil {
+		return errors.New("gossip keys: this node is not in a mesh")
+	}
+	if len(keys) == 0 {
+		return errors.New("gossip keys: at least one key is needed")
+	}
+	for i, k := range keys {
+		if err := n.mesh.InstallKey(k); err != nil {
+			return fmt.Errorf("gossip keys: install key %d: %w", i+1, err)
+		}
+	}
+	if err := n.mesh.UseKey(keys[0]); err != nil {
+		return fmt.Errorf("gossip keys: use the first key: %w", err)
+	}
+	have, _, err := n.mesh.ListKeys()
+	if err != nil {
+		return fmt.Errorf("gossip keys: %w", err)
+	}
+	for _, k := range have {
+		if !slices.ContainsFunc(keys, func(w []byte) bool { return bytes.Equal(w, k) }) {
+			if err := n.mesh.RemoveKey(k); err != nil {
+				return fmt.Errorf("gossip keys: remove an old key: %w", err)
+			}
+		}
+	}
+	n.log.Info("gossip keyring updated", "keys", len(keys))
+	return nil
 }
 
 // advertiseLoad refreshes the node's gossip metadata while it runs: load
@@ -319,7 +394,11 @@ type meshPeers struct{ m *mesh.Mesh }
 func (p meshPeers) targets(model, version string) []peerTarget {
 	var ts []peerTarget
 	for _, peer := range p.m.Peers() {
-		if peer.State != mesh.StateAlive {
+		// A suspect peer missed a probe, which on a loaded machine is not
+		// proof of anything (memberlist's own reason to suspect before it
+		// declares): it stays a candidate, and the outlier detector and
+		// hedging deal with a peer that really fails requests.
+		if peer.State != mesh.StateAlive && peer.State != mesh.StateSuspect {
 			continue
 		}
 		if peer.Catalog == nil {

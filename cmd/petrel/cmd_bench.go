@@ -13,6 +13,7 @@ import (
 
 	"github.com/petrel-mesh/petrel/models/ort"
 	"github.com/petrel-mesh/petrel/node/bench"
+	"github.com/petrel-mesh/petrel/node/client"
 )
 
 const benchUsage = `usage:
@@ -52,6 +53,7 @@ func runBench(ctx context.Context, e *env, args []string) int {
 	seed := fs.Uint64("seed", 1, "seed for the random input values")
 	quiet := fs.Bool("quiet", false, "no progress dots")
 	transport := fs.String("client", bench.TransportRawH1, clientFlagUsage)
+	metaURL := fs.String("meta-url", "", "read the model's metadata from this server instead of --url (e.g. a mesh node that forwards the model)")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -78,7 +80,16 @@ func runBench(ctx context.Context, e *env, args []string) int {
 	var payload *bench.Payload
 	what := "GET /v2/health/live"
 	if !*noop {
-		p, err := bench.BuildPayload(ctx, c, *model, *batch, *encoding, *seed)
+		mc := c
+		if *metaURL != "" {
+			mc, err = client.New(client.Config{BaseURL: *metaURL, Protocol: c.Protocol(), CAFile: cf.ca, Insecure: cf.insecure})
+			if err != nil {
+				fmt.Fprintf(e.stderr, "petrel bench: --meta-url: %v\n", err)
+				return 2
+			}
+			defer mc.Close()
+		}
+		p, err := bench.BuildPayload(ctx, mc, *model, *batch, *encoding, *seed)
 		if err == nil {
 			err = bench.Probe(ctx, c, p)
 		}

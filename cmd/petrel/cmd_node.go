@@ -10,7 +10,9 @@ import (
 	"net/http"
 	"net/http/pprof"
 	"os"
+	"os/signal"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/petrel-mesh/petrel/node"
@@ -91,6 +93,24 @@ func runNode(ctx context.Context, e *env, args []string) int {
 	}
 	if *examples {
 		printExamples(e, n, cfg)
+	}
+	if mf.keyFile != "" {
+		// SIGHUP re-reads the gossip key file: the keyring rotation of
+		// docs/mesh.md, one edit and one signal per step.
+		hup := make(chan os.Signal, 1)
+		signal.Notify(hup, syscall.SIGHUP)
+		defer signal.Stop(hup)
+		go func() {
+			for range hup {
+				keys, err := readKeyring(mf.keyFile)
+				if err == nil {
+					err = n.SetGossipKeys(keys)
+				}
+				if err != nil {
+					cfg.Logger.Error("SIGHUP: gossip keys not changed", "file", mf.keyFile, "err", err)
+				}
+			}
+		}()
 	}
 	var serveErr error
 	select {

@@ -24,6 +24,7 @@ type meshFlags struct {
 	blobDir, origin                                        string
 	blobBytes, maxLoaded                                   int64
 	advertiseHTTP                                          string
+	preload                                                string
 	probeInterval                                          time.Duration
 }
 
@@ -52,6 +53,7 @@ func addMeshFlags(fs *flag.FlagSet) *meshFlags {
 	fs.StringVar(&m.blobDir, "blob-dir", "", "local store of model artifacts (default: a directory under the OS temp dir)")
 	fs.Int64Var(&m.blobBytes, "blob-bytes", 4<<30, "bound on the local artifact store")
 	fs.Int64Var(&m.maxLoaded, "max-loaded-bytes", 0, "bound on model bytes loaded in memory; acquired models are evicted LRU beyond it (0: none)")
+	fs.StringVar(&m.preload, "preload-from-mesh", "", "comma-separated models to acquire from peers at start (popular models)")
 	fs.StringVar(&m.origin, "origin", "", "base URL with every artifact at /v1/blobs/{digest}, used when no peer has one (e.g. a central node)")
 	return m
 }
@@ -74,6 +76,7 @@ func (m *meshFlags) apply(mc *node.MeshConfig) error {
 	mc.Policy, mc.MaxHops, mc.FallbackProtocol = m.policy, m.maxHops, m.fallbackProto
 	mc.Seeds = splitList(m.join)
 	mc.AdvertiseHTTP = m.advertiseHTTP
+	mc.Preload = splitList(m.preload)
 	if m.probeInterval < 0 {
 		return fmt.Errorf("--gossip-probe-interval %v: must not be negative", m.probeInterval)
 	}
