@@ -49,7 +49,7 @@ func fastGossip(g *node.GossipTiming) {
 }
 
 // start runs a mesh node serving repo (nil: an empty repository).
-func (l *meshLab) start(id string, r *repo, seeds []string, mutate func(*node.Config)) *testNode {
+func (l *meshLab) start(id string, r *repo, seeds []string, mutate func(*node.Config), opts ...node.Option) *testNode {
 	l.t.Helper()
 	if r == nil {
 		r = newRepo(l.t)
@@ -64,7 +64,7 @@ func (l *meshLab) start(id string, r *repo, seeds []string, mutate func(*node.Co
 	if mutate != nil {
 		mutate(&cfg)
 	}
-	tn := startNode(l.t, cfg)
+	tn := startNode(l.t, cfg, opts...)
 	tn.caFile = filepath.Join(l.caDir, "ca.pem") // the listeners present mesh certificates
 	return tn
 }
@@ -512,5 +512,31 @@ func TestMeshPreload(t *testing.T) {
 	rep := inferVia(t, warm, "popular", m, rand.New(rand.NewPCG(9, 9)))
 	if rep.status != http.StatusOK || rep.header.Get(node.HeaderServedBy) != "warm" {
 		t.Fatalf("status %d served by %q", rep.status, rep.header.Get(node.HeaderServedBy))
+	}
+}
+
+// TestMeshDeadlineAcrossHops: a forwarded request does not outlive the
+// client's deadline: with a peer whose run takes 2 s and a 300 ms
+// deadline, the front answers 504 near the deadline, not after the run.
+// (The remaining time also travels in Petrel-Timeout, which the peer
+// honours like any client's, see TestDeadlines.)
+func TestMeshDeadlineAcrossHops(t *testing.T) {
+	l := newMeshLab(t)
+	r := newRepo(t)
+	m := r.smallMLP("slow", 81, `{"max_batch_size": 1, "concurrency": 1, "labels": {"`+labelDelay+`": "2000"}}`)
+	var sl slowLoader
+	holder := l.start("holder", r, nil, nil, sl.option())
+	front := l.start("front", nil, []string{holder.GossipAddr()}, nil)
+	waitMesh(t, holder, front)
+	req, _ := mlpRequest(m, rand.New(rand.NewPCG(1, 1)), 1)
+	body, hl := encode(t, req, false)
+	hdr := inferHeaders(hl)
+	hdr[node.HeaderTimeout] = "300"
+	start := time.Now()
+	rep := front.raw(t, client.HTTP1).do(t, http.MethodPost, "/v2/models/slow/infer", body, hdr)
+	took := time.Since(start)
+	wantError(t, rep, http.StatusGatewayTimeout)
+	if took > 1500*time.Millisecond {
+		t.Errorf("the front answered after %v: the 300 ms deadline did not travel with the request (the peer's run takes 2 s)", took)
 	}
 }
