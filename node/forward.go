@@ -123,7 +123,8 @@ type forwarder struct {
 	peers     peerSource
 	policy    routing.Policy
 	outliers  *routing.OutlierDetector
-	budget    *routing.RetryBudget
+	budget    *routing.RetryBudget // failovers after an attempt failed
+	hedges    *routing.RetryBudget // speculative second copies
 	latency   *routing.LatencyTracker
 	h3        *http3.Transport
 	client    *http.Client
@@ -153,7 +154,11 @@ func newForwarder(n *Node, cfg MeshConfig, peers peerSource, tlsCfg *tls.Config)
 	f := &forwarder{
 		n: n, cfg: cfg, peers: peers, policy: policy,
 		outliers: routing.NewOutlierDetector(routing.OutlierConfig{ConsecutiveFailures: 3, BaseEjection: 5 * time.Second}),
+		// Two budgets, so that speculative hedges (which multiply when
+		// latencies drift up) can never use up the retries a request needs
+		// when a peer really fails.
 		budget:   routing.NewRetryBudget(0.2, 10, 10*time.Second, nil),
+		hedges:   routing.NewRetryBudget(0.1, 5, 10*time.Second, nil),
 		latency:  routing.NewLatencyTracker(512),
 		h3:       h3,
 		client:   &http.Client{Transport: h3},
@@ -328,6 +333,7 @@ func (f *forwarder) toPeers(ctx context.Context, name, ver, path string, body []
 	}
 	order = order[:min(len(order), f.maxTries)]
 	f.budget.Deposit()
+	f.hedges.Deposit()
 	attempts := make([]func(context.Context) (*relayed, error), len(order))
 	for i, idx := range order {
 		t := targets[idx]
@@ -351,7 +357,7 @@ func (f *forwarder) toPeers(ctx context.Context, name, ver, path string, body []
 	return f.race(ctx, attempts)
 }
 
-// errHedgeSkipped: the retry budget refused the hedge.
+// errHedgeSkipped: the hedge budget refused the hedge.
 var errHedgeSkipped = errors.New("hedge skipped: retry budget exhausted")
 
 // race runs attempts[0] on the calling goroutine; if it has not answered
@@ -379,7 +385,7 @@ func (f *forwarder) race(ctx context.Context, attempts []func(context.Context) (
 	}
 	hedge := make(chan result, 1)
 	timer := time.AfterFunc(delay, func() {
-		if !f.budget.TryWithdraw() {
+		if !f.hedges.TryWithdraw() {
 			hedge <- result{nil, errHedgeSkipped}
 			return
 		}
