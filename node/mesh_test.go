@@ -266,6 +266,29 @@ func (p *meshPeerClient) post(t *testing.T, url string, body []byte, hdr http.He
 	return resp.StatusCode, b.String()
 }
 
+// TestMeshFallbackProtocols: the central tier's URL works over HTTP/1.1
+// and HTTP/2 with mutual TLS on TCP, as over HTTP/3.
+func TestMeshFallbackProtocols(t *testing.T) {
+	l := newMeshLab(t)
+	cr := newRepo(t)
+	m := cr.smallMLP("only-central", 22, "")
+	c := l.start("central-2", cr, nil, func(cfg *node.Config) {
+		cfg.PlainTCP = false // TLS on TCP with the mesh certificate
+		cfg.Mesh.Role = "central"
+	})
+	rng := rand.New(rand.NewPCG(3, 5))
+	for _, proto := range []string{"h1", "h2", "h3"} {
+		e := l.start("edge-"+proto, nil, nil, func(cfg *node.Config) {
+			cfg.Mesh.Fallback = []string{"https://" + c.Addr()}
+			cfg.Mesh.FallbackProtocol = proto
+		})
+		rep := inferVia(t, e, "only-central", m, rng)
+		if rep.status != http.StatusOK || rep.header.Get(node.HeaderServedBy) != "central-2" {
+			t.Errorf("fallback over %s: status %d %s served by %q", proto, rep.status, rep.body, rep.header.Get(node.HeaderServedBy))
+		}
+	}
+}
+
 // TestMeshFallback: with no peer holding the model, the request goes to
 // the central tier's URL (not a gossip member here), behind a circuit
 // breaker.

@@ -51,8 +51,8 @@ type MeshConfig struct {
 	// MaxHops bounds forwarding: a request that already took MaxHops hops
 	// is not forwarded again. Default 2.
 	MaxHops int
-	// Fallback are central-tier base URLs (http:// or https://; HTTP/3
-	// with FallbackProtocol "h3") used when no peer can serve.
+	// Fallback are central-tier base URLs (https://, mutual TLS; HTTP/1.1,
+	// HTTP/2 or HTTP/3 by FallbackProtocol) used when no peer can serve.
 	Fallback         []string
 	FallbackProtocol string
 	// ForwardTimeout bounds a forwarded request that carries no deadline.
@@ -185,9 +185,11 @@ func (m *MeshConfig) Validate() error {
 		return fmt.Errorf("fallback protocol %q: want h1, h2 or h3", c.FallbackProtocol)
 	}
 	for _, f := range c.Fallback {
+		// The central tier is a mesh peer: forwarded requests carry mesh
+		// headers, which a node accepts only over mutual TLS.
 		u, err := url.Parse(f)
-		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-			return fmt.Errorf("fallback URL %q: want http://host:port or https://host:port", f)
+		if err != nil || u.Scheme != "https" || u.Host == "" {
+			return fmt.Errorf("fallback URL %q: want https://host:port (forwarded requests go over mutual TLS)", f)
 		}
 	}
 	if c.Origin != "" {
