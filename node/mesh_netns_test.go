@@ -31,7 +31,8 @@ import (
 // HTTP/3 addresses as relays on x that add 15 ms each way, b as relays
 // that add 1 ms. Nothing tells x which peer is nearer: it has to learn it
 // from gossip probe round trips (Vivaldi coordinates), and then send the
-// requests to b.
+// requests to b. Then the delays are swapped at run time, and x has to
+// notice and send them to a.
 func TestMeshNetnsLatency(t *testing.T) {
 	if err := netns.Available(); err != nil {
 		t.Fatalf("this test needs Linux network namespaces (root, iproute2): %v", err)
@@ -115,10 +116,13 @@ func TestMeshNetnsLatency(t *testing.T) {
 	relay.Env = append(os.Environ(), "PETREL_TEST_HELPER=relay", "PETREL_RELAYS="+strings.Join(relays, ";"))
 	out, err := relay.StdoutPipe()
 	must(err)
+	relayIn, err := relay.StdinPipe()
+	must(err)
 	relay.Stderr = os.Stderr
 	must(relay.Start())
 	t.Cleanup(func() { relay.Process.Kill(); relay.Wait() })
-	line, err := bufio.NewReader(out).ReadString('\n')
+	relayOut := bufio.NewReader(out)
+	line, err := relayOut.ReadString('\n')
 	if err != nil || strings.TrimSpace(line) != "ready" {
 		t.Fatalf("relays: %q %v", line, err)
 	}
@@ -137,42 +141,58 @@ func TestMeshNetnsLatency(t *testing.T) {
 	}
 
 	// The client runs on x, next to the node it asks.
-	client := x.Command(ctx, os.Args[0], "-test.run=^TestHelperProcess$")
-	client.Env = append(os.Environ(), "PETREL_TEST_HELPER=client", "PETREL_CLIENT_URL=http://127.0.0.1:8000", "PETREL_CLIENT_N=100")
-	client.Stderr = os.Stderr
-	res, err := client.Output()
-	if err != nil {
-		t.Fatalf("client: %v\n%s", err, res)
-	}
-	var got clientResult
-	if err := json.Unmarshal(res, &got); err != nil {
-		t.Fatalf("client output %q: %v", res, err)
-	}
-	t.Logf("served by %v; x's view of its peers: %s", got.Served, got.Peers)
-	if got.Served["b"] < 90 {
-		t.Errorf("b (1 ms away) served %d of 100 requests, a (15 ms away) %d: routing did not prefer the nearer peer", got.Served["b"], got.Served["a"])
-	}
-	var peers struct {
-		Peers []struct {
-			ID        string  `json:"id"`
-			RTTMs     float64 `json:"rtt_ms"`
-			RTTSource string  `json:"rtt_source"`
-		} `json:"peers"`
-	}
-	if err := json.Unmarshal(got.Peers, &peers); err != nil {
-		t.Fatal(err)
-	}
-	rtt := map[string]float64{}
-	for _, p := range peers.Peers {
-		rtt[p.ID] = p.RTTMs
-		if p.RTTSource != "coordinates" {
-			t.Errorf("x estimates %s's RTT from %s, want coordinates", p.ID, p.RTTSource)
+	phase := func(near, far string) {
+		t.Helper()
+		client := x.Command(ctx, os.Args[0], "-test.run=^TestHelperProcess$")
+		client.Env = append(os.Environ(), "PETREL_TEST_HELPER=client", "PETREL_CLIENT_URL=http://127.0.0.1:8000", "PETREL_CLIENT_N=100")
+		client.Stderr = os.Stderr
+		res, err := client.Output()
+		if err != nil {
+			t.Fatalf("client: %v\n%s", err, res)
+		}
+		var got clientResult
+		if err := json.Unmarshal(res, &got); err != nil {
+			t.Fatalf("client output %q: %v", res, err)
+		}
+		t.Logf("%s near, %s far: served by %v; x's view of its peers: %s", near, far, got.Served, got.Peers)
+		if got.Served[near] < 90 {
+			t.Errorf("%s (1 ms away) served %d of 100 requests, %s (15 ms away) %d: routing did not prefer the nearer peer", near, got.Served[near], far, got.Served[far])
+		}
+		var peers struct {
+			Peers []struct {
+				ID        string  `json:"id"`
+				RTTMs     float64 `json:"rtt_ms"`
+				RTTSource string  `json:"rtt_source"`
+			} `json:"peers"`
+		}
+		if err := json.Unmarshal(got.Peers, &peers); err != nil {
+			t.Fatal(err)
+		}
+		rtt := map[string]float64{}
+		for _, p := range peers.Peers {
+			rtt[p.ID] = p.RTTMs
+			if p.RTTSource != "coordinates" {
+				t.Errorf("x estimates %s's RTT from %s, want coordinates", p.ID, p.RTTSource)
+			}
+		}
+		// The far peer's probes pay 15 ms at least once per round trip, the
+		// near one's 1 ms.
+		if rtt[far] < 10 || rtt[near] > 8 || rtt[far] < 2*rtt[near] {
+			t.Errorf("x's RTT estimates: %s %.1f ms, %s %.1f ms; want the far one ≥ 10 ms, the near one ≤ 8 ms", far, rtt[far], near, rtt[near])
 		}
 	}
-	// a's probes pay 15 ms at least once per round trip, b's 1 ms.
-	if rtt["a"] < 10 || rtt["b"] > 8 || rtt["a"] < 2*rtt["b"] {
-		t.Errorf("x's RTT estimates: a %.1f ms, b %.1f ms; want a ≥ 10 ms, b ≤ 8 ms", rtt["a"], rtt["b"])
+	phase("b", "a")
+	// Swap the delays: a's links become fast, b's slow. Routing has to
+	// learn the change from the probes.
+	for i := range 3 {
+		fmt.Fprintf(relayIn, "set %d 1ms\nset %d 15ms\n", i, i+3)
 	}
+	for range 6 {
+		if l, err := relayOut.ReadString('\n'); err != nil || strings.TrimSpace(l) != "ok" {
+			t.Fatalf("relay reconfiguration: %q %v", l, err)
+		}
+	}
+	phase("a", "b")
 }
 
 type clientResult struct {
@@ -203,6 +223,8 @@ func TestHelperProcess(t *testing.T) {
 }
 
 func helperRelays() int {
+	type link interface{ SetConfig(netem.LinkConfig) error }
+	var links []link
 	for spec := range strings.SplitSeq(os.Getenv("PETREL_RELAYS"), ";") {
 		f := strings.Split(spec, ",")
 		if len(f) != 4 {
@@ -215,17 +237,38 @@ func helperRelays() int {
 			return 2
 		}
 		cfg := netem.LinkConfig{Delay: d}
+		var l link
 		if f[0] == "udp" {
-			_, err = netem.NewUDPRelay(f[1], f[2], cfg)
+			l, err = netem.NewUDPRelay(f[1], f[2], cfg)
 		} else {
-			_, err = netem.NewTCPRelay(f[1], f[2], cfg)
+			l, err = netem.NewTCPRelay(f[1], f[2], cfg)
 		}
 		if err != nil {
 			fmt.Fprintln(os.Stderr, err)
 			return 1
 		}
+		links = append(links, l)
 	}
 	fmt.Println("ready")
+	// Commands on stdin: "set <relay index> <delay>".
+	sc := bufio.NewScanner(os.Stdin)
+	for sc.Scan() {
+		var i int
+		var d string
+		if _, err := fmt.Sscanf(sc.Text(), "set %d %s", &i, &d); err != nil || i < 0 || i >= len(links) {
+			fmt.Fprintf(os.Stderr, "bad command %q\n", sc.Text())
+			continue
+		}
+		dd, err := time.ParseDuration(d)
+		if err == nil {
+			err = links[i].SetConfig(netem.LinkConfig{Delay: dd})
+		}
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			continue
+		}
+		fmt.Println("ok")
+	}
 	select {}
 }
 
