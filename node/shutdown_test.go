@@ -302,7 +302,7 @@ func (s *syncBuffer) String() string {
 }
 
 // buildPetrel builds the petrel binary into a temporary directory.
-func buildPetrel(t *testing.T) string {
+func buildPetrel(t testing.TB) string {
 	t.Helper()
 	gobin, err := exec.LookPath("go")
 	if err != nil {
