@@ -201,7 +201,7 @@ func (m *manager) installAcquired(ctx context.Context, name, ver string, b []byt
 	m.mu.Unlock()
 	for _, old := range evicted {
 		old.close(ctx)
-		m.n.metrics.modelProvider.DeleteLabelValues(old.manifest.Name, old.manifest.Version, old.session.Provider())
+		m.forgetMetrics(old)
 	}
 	m.n.metrics.modelProvider.WithLabelValues(name, ver, v.session.Provider()).Set(1)
 	m.refreshGauges()

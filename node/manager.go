@@ -3,6 +3,7 @@ package node
 import (
 	"context"
 	"errors"
+	"io/fs"
 	"fmt"
 	"math"
 	"os"
@@ -228,7 +229,11 @@ func (m *manager) setFailed(name string, err error) {
 func (m *manager) loadVersion(ctx context.Context, rm *repoModel, rv repoVersion) (*version, error) {
 	b, err := os.ReadFile(rv.Path)
 	if err != nil {
-		return nil, fmt.Errorf("model %q version %s: %w", rm.Name, rv.Version, err)
+		var pe *fs.PathError
+		if errors.As(err, &pe) {
+			err = pe.Err // the absolute path stays in the node's log, not in API answers
+		}
+		return nil, fmt.Errorf("model %q version %s: read %s: %w", rm.Name, rv.Version, rv.source(), err)
 	}
 	v, err := m.loadVersionBytes(ctx, rm, rv, b)
 	if err == nil {
@@ -241,7 +246,7 @@ func (m *manager) loadVersion(ctx context.Context, rm *repoModel, rv repoVersion
 func (m *manager) loadVersionBytes(ctx context.Context, rm *repoModel, rv repoVersion, b []byte) (*version, error) {
 	sess, err := m.n.loader(b, &rm.Config)
 	if err != nil {
-		return nil, fmt.Errorf("model %q version %s: load %s: %w", rm.Name, rv.Version, rv.Path, err)
+		return nil, fmt.Errorf("model %q version %s: load %s: %w", rm.Name, rv.Version, rv.source(), err)
 	}
 	man := models.Manifest{
 		Name: rm.Name, Version: rv.Version, Digest: models.DigestBytes(b), Format: models.FormatONNX,
@@ -404,7 +409,7 @@ func (m *manager) unload(ctx context.Context, name string) error {
 	m.mu.Unlock()
 	for _, v := range e.versions {
 		v.close(ctx)
-		m.n.metrics.modelProvider.DeleteLabelValues(name, v.manifest.Version, v.session.Provider())
+		m.forgetMetrics(v)
 	}
 	m.refreshGauges()
 	m.generation.Add(1)
@@ -448,6 +453,21 @@ func (m *manager) refreshGauges() {
 
 // close drains the scheduler (in-flight and queued requests finish) and
 // then releases the session.
+// forgetMetrics drops the Prometheus series of a version that is gone
+// (unloaded or evicted, not replaced by a reload of the same version,
+// whose new series share the labels).
+func (m *manager) forgetMetrics(v *version) {
+	mt, name, ver := m.n.metrics, v.manifest.Name, v.manifest.Version
+	mt.modelProvider.DeleteLabelValues(name, ver, v.session.Provider())
+	for _, outcome := range []string{"success", "failure"} {
+		mt.requests.DeleteLabelValues(name, ver, outcome)
+	}
+	mt.requestLat.DeleteLabelValues(name, ver)
+	mt.queueLat.DeleteLabelValues(name, ver)
+	mt.computeLat.DeleteLabelValues(name, ver)
+	mt.batchSize.DeleteLabelValues(name, ver)
+}
+
 func (v *version) close(ctx context.Context) {
 	_ = v.sched.Close(ctx)
 	_ = v.session.Close()

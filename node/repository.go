@@ -206,8 +206,21 @@ type repoModel struct {
 
 type repoVersion struct {
 	Version string
-	Path    string
+	Path    string // "" for a version acquired from the mesh
 	ModTime time.Time
+}
+
+// source names where a version's model file comes from, for errors that
+// API clients see: the path inside the repository, never the absolute
+// one.
+func (rv repoVersion) source() string {
+	if rv.Path == "" {
+		return "the artifact fetched from the mesh"
+	}
+	dir, file := filepath.Split(rv.Path)
+	ver := filepath.Base(dir)
+	model := filepath.Base(filepath.Dir(filepath.Clean(dir)))
+	return filepath.Join(model, ver, file)
 }
 
 // scanRepository lists the models under dir. A model whose config is

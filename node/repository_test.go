@@ -98,6 +98,12 @@ func TestRepositoryAPI(t *testing.T) {
 	wantState(t, idx, "garbage", node.StateUnavailable, "model.onnx")
 	wantState(t, idx, "badconfig", node.StateUnavailable, "max_batch_sise")
 	wantState(t, idx, "badgolden", node.StateUnavailable, "golden", "probabilities")
+	wantState(t, idx, "garbage", node.StateUnavailable, "garbage/1/model.onnx")
+	for _, e := range idx {
+		if strings.Contains(e.Reason, r.dir) {
+			t.Errorf("index reason of %s shows the repository's absolute path: %q", e.Name, e.Reason)
+		}
+	}
 	for _, tc := range []struct{ method, path, body string }{
 		{http.MethodPost, "/v2/repository/index", ""},
 		{http.MethodPost, "/v2/repository/index", `{}`},
@@ -121,10 +127,21 @@ func TestRepositoryAPI(t *testing.T) {
 	wantError(t, rc.do(t, http.MethodGet, "/v2/models/garbage/ready", nil, nil), http.StatusServiceUnavailable, "garbage")
 	wantError(t, rc.do(t, http.MethodGet, "/v2/models/badconfig", nil, nil), http.StatusServiceUnavailable, "badconfig")
 
-	// Unload: inference and metadata 404, the index says unloaded.
+	// Unload: inference and metadata 404, the index says unloaded, and
+	// the version's series leave /metrics.
+	if _, _, _, err := infer("mlp"); err != nil {
+		t.Fatal(err)
+	}
+	mlpSeries := map[string]string{"model": "mlp", "version": "1", "outcome": "success"}
+	if _, ok := metricValue(scrape(t, rc), "petrel_inference_requests_total", mlpSeries); !ok {
+		t.Fatal("no request series for mlp before the unload")
+	}
 	rep := rc.do(t, http.MethodPost, "/v2/repository/models/mlp/unload", nil, nil)
 	if rep.status != http.StatusOK {
 		t.Fatalf("unload: %d %s", rep.status, rep.body)
+	}
+	if _, ok := metricValue(scrape(t, rc), "petrel_inference_requests_total", mlpSeries); ok {
+		t.Error("the unloaded version's request series is still exported")
 	}
 	if _, _, res, err := infer("mlp"); err == nil || res.Status != http.StatusNotFound {
 		t.Errorf("infer after unload: %v", err)
