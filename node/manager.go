@@ -3,8 +3,8 @@ package node
 import (
 	"context"
 	"errors"
-	"io/fs"
 	"fmt"
+	"io/fs"
 	"math"
 	"os"
 	"sort"
