@@ -1,6 +1,7 @@
 package node_test
 
 import (
+	"context"
 	"fmt"
 	"math/rand/v2"
 	"net/http"
@@ -561,5 +562,44 @@ func TestMeshDeadlineAcrossHops(t *testing.T) {
 	wantError(t, rep, http.StatusGatewayTimeout)
 	if took > 1500*time.Millisecond {
 		t.Errorf("the front answered after %v: the 300 ms deadline did not travel with the request (the peer's run takes 2 s)", took)
+	}
+}
+
+// TestMeshGracefulLeave: a node that shuts down announces it first; its
+// peers record it as left (not failed) and stop sending it requests.
+func TestMeshGracefulLeave(t *testing.T) {
+	l := newMeshLab(t)
+	r := newRepo(t)
+	m := r.smallMLP("b", 91, "")
+	n0 := l.start("edge-0", nil, nil, nil)
+	seeds := []string{n0.GossipAddr()}
+	n1 := l.start("edge-1", r, seeds, nil)
+	n2 := l.start("edge-2", r, seeds, nil)
+	waitMesh(t, n0, n1, n2)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if err := n1.Shutdown(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := n1.Shutdown(ctx); err != nil { // idempotent
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		p, _ := n0.Mesh().Peer("edge-1")
+		if p.State == mesh.StateLeft {
+			break
+		}
+		if p.State == mesh.StateDead || time.Now().After(deadline) {
+			t.Fatalf("edge-0 sees edge-1 as %v after its shutdown, want left", p.State)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	rng := rand.New(rand.NewPCG(4, 4))
+	for range 20 {
+		rep := inferVia(t, n0, "b", m, rng)
+		if rep.status != http.StatusOK || rep.header.Get(node.HeaderServedBy) != "edge-2" {
+			t.Fatalf("after edge-1 left: status %d served by %q", rep.status, rep.header.Get(node.HeaderServedBy))
+		}
 	}
 }
