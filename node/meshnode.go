@@ -12,6 +12,8 @@ import (
 	"path/filepath"
 	"slices"
 	"strconv"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/memberlist"
@@ -113,7 +115,8 @@ func (n *Node) startMesh(clientTLS *tls.Config) error {
 			joined = true
 		}
 	}
-	f, err := newForwarder(n, mc, meshPeers{m}, clientTLS)
+	idx := newPeerIndex(m)
+	f, err := newForwarder(n, mc, idx, clientTLS)
 	if err != nil {
 		m.Shutdown()
 		return err
@@ -124,6 +127,7 @@ func (n *Node) startMesh(clientTLS *tls.Config) error {
 	}
 	n.meshStop = make(chan struct{})
 	n.meshWG.Go(n.advertiseLoad)
+	n.meshWG.Go(func() { idx.watch(n.meshStop) })
 	if !joined {
 		n.meshWG.Go(func() { n.retryJoin(mc.Seeds) })
 	}
@@ -388,20 +392,79 @@ func (s meshState) Load() mesh.Load {
 	return mesh.Load{InFlight: uint32(max(s.n.inflight.Load(), 0)), QueueDepth: uint32(queued)}
 }
 
-// meshPeers lists the peers whose catalog has a model ready.
-type meshPeers struct{ m *mesh.Mesh }
+// peerIndex finds the peers that serve a model without scanning every
+// peer's catalog on each forwarded request: a map from model name to the
+// peers whose catalog lists it, rebuilt after mesh events (joins, leaves,
+// metadata and catalog updates) and at least every indexMaxAge, in case
+// an event was dropped. A request then looks only at those peers, with
+// their current state, load and RTT.
+type peerIndex struct {
+	m      *mesh.Mesh
+	dirty  atomic.Bool
+	mu     sync.Mutex
+	built  time.Time
+	models map[string][]string // model name -> peer ids; read-only once built
+}
 
-func (p meshPeers) targets(model, version string) []peerTarget {
+// indexMaxAge bounds how stale the peer index may get without an event.
+const indexMaxAge = time.Second
+
+func newPeerIndex(m *mesh.Mesh) *peerIndex {
+	p := &peerIndex{m: m}
+	p.dirty.Store(true)
+	return p
+}
+
+// watch marks the index dirty on every mesh event until stop closes.
+func (p *peerIndex) watch(stop <-chan struct{}) {
+	events, cancel := p.m.Subscribe()
+	defer cancel()
+	for {
+		select {
+		case <-stop:
+			return
+		case _, ok := <-events:
+			if !ok {
+				return
+			}
+			p.dirty.Store(true)
+		}
+	}
+}
+
+// holders returns the ids of the peers whose catalog lists model.
+func (p *peerIndex) holders(model string) []string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.dirty.Swap(false) || time.Since(p.built) > indexMaxAge {
+		models := map[string][]string{}
+		for _, peer := range p.m.Peers() {
+			if peer.Catalog == nil {
+				continue
+			}
+			seen := map[string]bool{}
+			for _, e := range peer.Catalog.Models {
+				if !seen[e.Name] {
+					seen[e.Name] = true
+					models[e.Name] = append(models[e.Name], peer.ID)
+				}
+			}
+		}
+		p.models, p.built = models, time.Now()
+	}
+	return p.models[model]
+}
+
+// targets lists the peers that have model (version "" = any) ready now.
+func (p *peerIndex) targets(model, version string) []peerTarget {
 	var ts []peerTarget
-	for _, peer := range p.m.Peers() {
+	for _, id := range p.holders(model) {
+		peer, ok := p.m.Peer(id)
 		// A suspect peer missed a probe, which on a loaded machine is not
 		// proof of anything (memberlist's own reason to suspect before it
 		// declares): it stays a candidate, and the outlier detector and
 		// hedging deal with a peer that really fails requests.
-		if peer.State != mesh.StateAlive && peer.State != mesh.StateSuspect {
-			continue
-		}
-		if peer.Catalog == nil {
+		if !ok || peer.Catalog == nil || (peer.State != mesh.StateAlive && peer.State != mesh.StateSuspect) {
 			continue
 		}
 		ready := false
