@@ -2,6 +2,7 @@ package node
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -41,6 +42,7 @@ type acquisition struct {
 // acquirer runs acquisitions, one per model name at a time.
 type acquirer struct {
 	n     *Node
+	peers *peerIndex
 	store *blobstore.Store
 	mu    sync.Mutex
 	runs  map[string]*acquisition
@@ -49,9 +51,9 @@ type acquirer struct {
 	ctx   context.Context
 }
 
-func newAcquirer(n *Node, store *blobstore.Store) *acquirer {
+func newAcquirer(n *Node, peers *peerIndex, store *blobstore.Store) *acquirer {
 	ctx, cancel := context.WithCancel(context.Background())
-	return &acquirer{n: n, store: store, runs: map[string]*acquisition{}, ctx: ctx, stop: cancel}
+	return &acquirer{n: n, peers: peers, store: store, runs: map[string]*acquisition{}, ctx: ctx, stop: cancel}
 }
 
 func (a *acquirer) close() {
@@ -62,9 +64,6 @@ func (a *acquirer) close() {
 // catalogEntry finds name (version "" = the highest ready one) in the
 // peers' catalogs, with the peers that hold it, nearest first.
 func (a *acquirer) catalogEntry(name, version string) (digest string, ver string, size int64, holders []peerTarget) {
-	if a.n.mesh == nil {
-		return "", "", 0, nil
-	}
 	type holder struct {
 		t       peerTarget
 		version string
@@ -72,8 +71,9 @@ func (a *acquirer) catalogEntry(name, version string) (digest string, ver string
 		size    int64
 	}
 	var hs []holder
-	for _, p := range a.n.mesh.Peers() {
-		if p.Catalog == nil || p.QUICAddr == "" {
+	for _, id := range a.peers.holders(name) {
+		p, ok := a.n.mesh.Peer(id)
+		if !ok || p.Catalog == nil || p.QUICAddr == "" {
 			continue
 		}
 		for _, e := range p.Catalog.Models {
@@ -96,7 +96,7 @@ func (a *acquirer) catalogEntry(name, version string) (digest string, ver string
 			holders = append(holders, h.t)
 		}
 	}
-	slices.SortFunc(holders, func(x, y peerTarget) int { return int(x.RTT - y.RTT) })
+	slices.SortFunc(holders, func(x, y peerTarget) int { return cmp.Compare(x.RTT, y.RTT) })
 	return best.digest, best.version, best.size, holders
 }
 
@@ -228,7 +228,9 @@ func (m *manager) evictLocked(keep *version) []*version {
 			}
 		}
 	}
-	slices.SortFunc(cands, func(x, y *version) int { return int(x.stats.lastInference.Load() - y.stats.lastInference.Load()) })
+	slices.SortFunc(cands, func(x, y *version) int {
+		return cmp.Compare(x.stats.lastInference.Load(), y.stats.lastInference.Load())
+	})
 	var out []*version
 	for _, v := range cands {
 		if total <= limit {

@@ -8,13 +8,13 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"net/url"
 	"slices"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/petrel-mesh/petrel/models/oip"
+	"github.com/petrel-mesh/petrel/node/client"
 	"github.com/petrel-mesh/petrel/node/meshtls"
 	"github.com/petrel-mesh/petrel/routing"
 	"github.com/quic-go/quic-go"
@@ -253,7 +253,7 @@ func (f *forwarder) forward(w http.ResponseWriter, r *http.Request, name, ver st
 	} else {
 		hdr.Set("Content-Type", "application/json")
 	}
-	path := inferPath(name, ver)
+	path := client.InferPath(name, ver)
 
 	ans, err := f.toPeers(ctx, name, ver, path, body, hdr, via)
 	if ans == nil {
@@ -486,11 +486,4 @@ func (f *forwarder) send(ctx context.Context, c *http.Client, target string, bod
 		return nil, fmt.Errorf("%s: answer larger than %d bytes", node, maxRelayBytes)
 	}
 	return &relayed{status: resp.StatusCode, header: resp.Header, body: b, node: node}, nil
-}
-
-func inferPath(model, version string) string {
-	if version == "" {
-		return "/v2/models/" + url.PathEscape(model) + "/infer"
-	}
-	return "/v2/models/" + url.PathEscape(model) + "/versions/" + url.PathEscape(version) + "/infer"
 }

@@ -6,6 +6,7 @@ import (
 	"math"
 	"net"
 	"net/url"
+	"slices"
 	"time"
 )
 
@@ -187,16 +188,12 @@ func (m *MeshConfig) Validate() error {
 	for _, f := range c.Fallback {
 		// The central tier is a mesh peer: forwarded requests carry mesh
 		// headers, which a node accepts only over mutual TLS.
-		u, err := url.Parse(f)
-		if err != nil || u.Scheme != "https" || u.Host == "" {
+		if !baseURL(f, "https") {
 			return fmt.Errorf("fallback URL %q: want https://host:port (forwarded requests go over mutual TLS)", f)
 		}
 	}
-	if c.Origin != "" {
-		u, err := url.Parse(c.Origin)
-		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-			return fmt.Errorf("origin URL %q: want http://host:port or https://host:port", c.Origin)
-		}
+	if c.Origin != "" && !baseURL(c.Origin, "http", "https") {
+		return fmt.Errorf("origin URL %q: want http://host:port or https://host:port", c.Origin)
 	}
 	if c.BlobBytes < 0 || c.MaxLoadedBytes < 0 {
 		return errors.New("blob store bytes and max loaded bytes must not be negative")
@@ -205,4 +202,11 @@ func (m *MeshConfig) Validate() error {
 		return fmt.Errorf("forward timeout %v: must not be negative", c.ForwardTimeout)
 	}
 	return nil
+}
+
+// baseURL reports whether s is an absolute URL with a host and one of the
+// schemes.
+func baseURL(s string, schemes ...string) bool {
+	u, err := url.Parse(s)
+	return err == nil && u.Host != "" && slices.Contains(schemes, u.Scheme)
 }

@@ -2,6 +2,7 @@ package node
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -74,8 +75,8 @@ func (n *Node) startMesh(clientTLS *tls.Config) error {
 		NodeID:     n.cfg.ID,
 		Role:       mesh.Role(mc.Role),
 		Region:     mc.Region,
-		HTTPAddr:   cmpOr(mc.AdvertiseHTTP, n.Addr()),
-		QUICAddr:   cmpOr(mc.AdvertiseHTTP, n.Addr()),
+		HTTPAddr:   cmp.Or(mc.AdvertiseHTTP, n.Addr()),
+		QUICAddr:   cmp.Or(mc.AdvertiseHTTP, n.Addr()),
 		BindAddr:   bindHost,
 		BindPort:   bindPort,
 		Profile:    mesh.Profile(mc.Profile),
@@ -123,7 +124,7 @@ func (n *Node) startMesh(clientTLS *tls.Config) error {
 	}
 	n.fwd = f
 	if mc.LazyLoad {
-		n.acq = newAcquirer(n, n.blobs)
+		n.acq = newAcquirer(n, idx, n.blobs)
 	}
 	n.meshStop = make(chan struct{})
 	n.meshWG.Go(n.advertiseLoad)
@@ -484,13 +485,6 @@ func (p *peerIndex) targets(model, version string) []peerTarget {
 		})
 	}
 	return ts
-}
-
-func cmpOr(a, b string) string {
-	if a != "" {
-		return a
-	}
-	return b
 }
 
 func splitHostPort(hp string) (string, int, error) {
