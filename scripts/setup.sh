@@ -5,7 +5,8 @@
 #   - Debian packages: libonnx-testdata (published ONNX models used by the
 #     tests), npm (to fetch the runtime), iproute2 and procps (network
 #     namespaces for the mesh tests) when missing;
-#   - tools: staticcheck, into .cache/bin/;
+#   - tools: staticcheck and nats-server (an external NATS server for the
+#     bus tests and for running against a real NATS), into .cache/bin/;
 #   - the Go module dependencies.
 # Idempotent: each step is skipped when its result is already there.
 set -euo pipefail
@@ -14,6 +15,7 @@ ROOT=$PWD
 CACHE=$ROOT/.cache
 ORT_VERSION=1.30.0
 STATICCHECK_VERSION=v0.8.2
+NATS_SERVER_VERSION=v2.15.2
 mkdir -p "$CACHE/ort" "$CACHE/bin"
 
 log() { printf '\033[1m[setup]\033[0m %s\n' "$*"; }
@@ -51,6 +53,11 @@ log "ONNX Runtime: $lib"
 if [ ! -x "$CACHE/bin/staticcheck" ] || ! "$CACHE/bin/staticcheck" -version 2>/dev/null | grep -q "${STATICCHECK_VERSION#v}"; then
   log "building staticcheck $STATICCHECK_VERSION"
   GOBIN=$CACHE/bin go install "honnef.co/go/tools/cmd/staticcheck@$STATICCHECK_VERSION"
+fi
+
+if [ ! -x "$CACHE/bin/nats-server" ] || [ "$("$CACHE/bin/nats-server" --version 2>/dev/null)" != "nats-server: $NATS_SERVER_VERSION" ]; then
+  log "building nats-server $NATS_SERVER_VERSION"
+  GOBIN=$CACHE/bin go install "github.com/nats-io/nats-server/v2@$NATS_SERVER_VERSION"
 fi
 
 log "downloading Go modules"
