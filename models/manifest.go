@@ -56,6 +56,7 @@ type Manifest struct {
 	Golden    []Golden          `json:"golden,omitempty"`
 	Labels    map[string]string `json:"labels,omitempty"`
 	CreatedAt time.Time         `json:"created_at"`
+	Lineage   *Lineage          `json:"lineage,omitempty"`
 }
 
 var (
@@ -97,6 +98,11 @@ func (m *Manifest) Validate() error {
 	for k := range m.Labels {
 		if k == "" || len(k) > 63 || strings.ContainsAny(k, " =,\n") {
 			return bad("label key %q", k)
+		}
+	}
+	if m.Lineage != nil {
+		if err := m.Lineage.Validate(); err != nil {
+			return bad("lineage: %v", err)
 		}
 	}
 	return nil
