@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/petrel-mesh/petrel/node/blobstore"
+	"github.com/petrel-mesh/petrel/node/mesh"
 	"github.com/petrel-mesh/petrel/node/meshtls"
 )
 
@@ -71,17 +72,11 @@ func (a *acquirer) catalogEntry(name, version string) (digest string, ver string
 		size    int64
 	}
 	var hs []holder
-	for _, id := range a.peers.holders(name) {
-		p, ok := a.n.mesh.Peer(id)
-		if !ok || p.Catalog == nil || p.QUICAddr == "" {
-			continue
+	a.eachHolder(name, func(t peerTarget, e mesh.CatalogEntry) {
+		if version == "" || e.Version == version {
+			hs = append(hs, holder{t, e.Version, e.Digest, e.Bytes})
 		}
-		for _, e := range p.Catalog.Models {
-			if e.Name == name && (version == "" || e.Version == version) && e.Ready {
-				hs = append(hs, holder{peerTarget{ID: p.ID, Role: string(p.Role), QUICAddr: p.QUICAddr, RTT: p.RTT}, e.Version, e.Digest, e.Bytes})
-			}
-		}
-	}
+	})
 	if len(hs) == 0 {
 		return "", "", 0, nil
 	}
@@ -308,3 +303,33 @@ func (n *Node) waitAcquired(r *http.Request, name, ver string) (*version, error)
 }
 
 var errNotAcquirable = errors.New("not acquirable")
+
+// eachHolder calls f for each ready catalog entry of name on a peer that
+// can be reached over QUIC.
+func (a *acquirer) eachHolder(name string, f func(peerTarget, mesh.CatalogEntry)) {
+	for _, id := range a.peers.holders(name) {
+		p, ok := a.n.mesh.Peer(id)
+		if !ok || p.Catalog == nil || p.QUICAddr == "" {
+			continue
+		}
+		t := peerTarget{ID: p.ID, Role: string(p.Role), QUICAddr: p.QUICAddr, RTT: p.RTT}
+		for _, e := range p.Catalog.Models {
+			if e.Name == name && e.Ready {
+				f(t, e)
+			}
+		}
+	}
+}
+
+// holdersOf lists the peers whose catalog has this digest ready for name,
+// nearest first.
+func (a *acquirer) holdersOf(name, digest string) []peerTarget {
+	var out []peerTarget
+	a.eachHolder(name, func(t peerTarget, e mesh.CatalogEntry) {
+		if e.Digest == digest && !slices.ContainsFunc(out, func(x peerTarget) bool { return x.ID == t.ID }) {
+			out = append(out, t)
+		}
+	})
+	slices.SortFunc(out, func(x, y peerTarget) int { return cmp.Compare(x.RTT, y.RTT) })
+	return out
+}

@@ -32,6 +32,7 @@ type Config struct {
 	// Alt-Svc. Default true.
 	HTTP3 bool
 	// ModelRepository is a directory laid out as <model>/<version>/model.onnx
+	// (optional for a node with a coordinator, which sends the models)
 	// with an optional <model>/config.json (see ModelConfig).
 	ModelRepository string
 	// LoadAll loads every model of the repository at start (default true);
@@ -53,6 +54,9 @@ type Config struct {
 	// Mesh joins the node to a mesh of peers (gossip, forwarding,
 	// fallback); the zero value is a standalone node.
 	Mesh MeshConfig
+	// Control connects the node to the coordinator over NATS (model sync,
+	// rollouts, status); the zero value is a node without one.
+	Control ControlConfig
 	// ShutdownTimeout bounds the drain on shutdown. Default 30 s.
 	ShutdownTimeout time.Duration
 	// Logger and Registry are passed in; nil means slog.Default() and no
@@ -89,7 +93,7 @@ func (c *Config) Validate() error {
 	if c.PlainTCP && c.CertFile != "" {
 		return errors.New("tls: plain TCP and a certificate are mutually exclusive")
 	}
-	if c.ModelRepository == "" {
+	if c.ModelRepository == "" && !c.Control.Enabled() {
 		return errors.New("model repository directory is not set")
 	}
 	if c.MaxBodyBytes <= 0 {
@@ -103,6 +107,9 @@ func (c *Config) Validate() error {
 	}
 	if err := c.Runtime.Validate(); err != nil {
 		return fmt.Errorf("runtime: %w", err)
+	}
+	if err := c.Control.validate(); err != nil {
+		return err
 	}
 	if err := c.Mesh.Validate(); err != nil {
 		return fmt.Errorf("mesh: %w", err)

@@ -306,7 +306,13 @@ func (n *Node) handleInfer(w http.ResponseWriter, r *http.Request) {
 		}
 		hop = h
 	}
-	v, err := n.models.lookup(name, ver)
+	var v *version
+	var err error
+	if ver == "" {
+		v, err = n.models.lookupKeyed(name, r.Header.Get(n.requestKeyHeader()))
+	} else {
+		v, err = n.models.lookup(name, ver)
+	}
 	if err != nil && n.fwd != nil {
 		if n.acq != nil && hop.hops == 0 {
 			n.acq.start(name, ver) // serve it here from now on
@@ -345,6 +351,13 @@ func (n *Node) handleInfer(w http.ResponseWriter, r *http.Request) {
 	}
 	v.stats.lastInference.Store(start.UnixMilli())
 	v.reqLat.Observe(elapsed.Seconds())
+	v.hist.observe(elapsed)
+	v.requests.Add(1)
+	if status >= 500 || status == http.StatusUnprocessableEntity {
+		// The version's fault: it failed, or refused a request that fits
+		// its signature. A 4xx for input that does not fit is the client's.
+		v.serverErrors.Add(1)
+	}
 }
 
 // forwardUnserved forwards a request for a model this node does not
@@ -490,6 +503,9 @@ func (n *Node) infer(w http.ResponseWriter, r *http.Request, v *version, hop mes
 		}
 		if useCache {
 			n.cache.Put(key, outs)
+		}
+		if sv := n.models.shadowOf(v, r.Header.Get(n.requestKeyHeader())); sv != nil {
+			n.mirror(sv, v, req.Inputs, outNames, outs)
 		}
 	}
 

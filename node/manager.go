@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"math"
 	"os"
 	"sort"
 	"sync"
@@ -13,7 +12,7 @@ import (
 	"time"
 
 	"github.com/petrel-mesh/petrel/models"
-	"github.com/petrel-mesh/petrel/models/oip"
+	"github.com/petrel-mesh/petrel/models/golden"
 	"github.com/petrel-mesh/petrel/node/sched"
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -46,9 +45,16 @@ type version struct {
 	profile  *BatchProfile // nil when not profiled
 	bytes    int64
 	acquired bool // fetched from the mesh, not from the repository: evictable
-	stats    *modelStats
-	obs      *schedObserver
-	outIndex map[string]int
+	synced   bool // installed by the control loop (coordinator): pinned
+	hist     latencyHist
+	// requests and serverErrors are the figures rollouts judge by:
+	// serverErrors counts 5xx and 422 (a request that fits the signature
+	// but the model refused); a client's malformed input is not counted.
+	requests, serverErrors atomic.Uint64
+	shadow                 atomic.Pointer[shadowAgg] // set once the version gets mirrored traffic
+	stats                  *modelStats
+	obs                    *schedObserver
+	outIndex               map[string]int
 	// Metric children resolved once at load, not per request.
 	okCount, failCount     prometheus.Counter
 	reqLat                 prometheus.Observer
@@ -70,13 +76,15 @@ type manager struct {
 	n      *Node
 	mu     sync.RWMutex
 	models map[string]*modelEntry
-	loadMu sync.Mutex // serialises load/unload
+	// traffic holds the coordinator's split of models it manages.
+	traffic map[string]*traffic
+	loadMu  sync.Mutex // serialises load/unload
 	// generation counts catalog changes (loads, unloads), for the mesh.
 	generation atomic.Uint64
 }
 
 func newManager(n *Node) *manager {
-	return &manager{n: n, models: map[string]*modelEntry{}}
+	return &manager{n: n, models: map[string]*modelEntry{}, traffic: map[string]*traffic{}}
 }
 
 // lookup returns the ready version asked for ("" = latest).
@@ -256,7 +264,7 @@ func (m *manager) loadVersionBytes(ctx context.Context, rm *repoModel, rv repoVe
 		sess.Close()
 		return nil, err
 	}
-	if err := checkGolden(ctx, sess, man.Golden); err != nil {
+	if err := golden.RunGolden(ctx, sess, man.Golden); err != nil {
 		sess.Close()
 		return nil, fmt.Errorf("model %q version %s: %w", rm.Name, rv.Version, err)
 	}
@@ -311,88 +319,6 @@ func (m *manager) schedConfig(ctx context.Context, rm *repoModel, sess models.Se
 	}
 	sc.PreferredBatchSizes = p.Preferred
 	return sc, &p, nil
-}
-
-// checkGolden runs each golden example and compares outputs.
-func checkGolden(ctx context.Context, s models.Session, golden []models.Golden) error {
-	for i, g := range golden {
-		ins, err := goldenTensors(g.Inputs)
-		if err != nil {
-			return fmt.Errorf("golden example %d inputs: %w", i, err)
-		}
-		want, err := goldenTensors(g.Outputs)
-		if err != nil {
-			return fmt.Errorf("golden example %d outputs: %w", i, err)
-		}
-		names := make([]string, len(want))
-		for j, w := range want {
-			names[j] = w.Name
-		}
-		got, err := s.Run(ctx, ins, names)
-		if err != nil {
-			return fmt.Errorf("golden example %d: %w", i, err)
-		}
-		for j := range want {
-			if err := compareTensors(&got[j], &want[j], g.Tolerance); err != nil {
-				return fmt.Errorf("golden example %d: %w", i, err)
-			}
-		}
-	}
-	return nil
-}
-
-func goldenTensors(gs []models.GoldenTensor) ([]models.Tensor, error) {
-	// Reuse the OIP JSON decoder: a golden tensor is an OIP JSON input.
-	body := []byte(`{"inputs":[`)
-	for i, g := range gs {
-		if i > 0 {
-			body = append(body, ',')
-		}
-		body = fmt.Appendf(body, `{"name":%q,"datatype":%q,"shape":%s,"data":%s}`, g.Name, g.DataType, shapeJSON(g.Shape), g.Data)
-	}
-	body = append(body, "]}"...)
-	req, err := oip.DecodeRequest(body, -1, oip.Limits{})
-	if err != nil {
-		return nil, err
-	}
-	return req.Inputs, nil
-}
-
-func shapeJSON(s []int64) string {
-	b := []byte{'['}
-	for i, d := range s {
-		if i > 0 {
-			b = append(b, ',')
-		}
-		b = fmt.Append(b, d)
-	}
-	return string(append(b, ']'))
-}
-
-func compareTensors(got, want *models.Tensor, tol float64) error {
-	if got.DataType != want.DataType {
-		return fmt.Errorf("output %q: datatype %s, golden %s", want.Name, got.DataType, want.DataType)
-	}
-	if fmt.Sprint(got.Shape) != fmt.Sprint(want.Shape) {
-		return fmt.Errorf("output %q: shape %v, golden %v", want.Name, got.Shape, want.Shape)
-	}
-	g, err := got.Float64s()
-	if err != nil {
-		return err
-	}
-	w, err := want.Float64s()
-	if err != nil {
-		return err
-	}
-	for i := range w {
-		if math.IsNaN(g[i]) && math.IsNaN(w[i]) {
-			continue
-		}
-		if !(math.Abs(g[i]-w[i]) <= tol) && g[i] != w[i] { // != keeps equal infinities equal
-			return fmt.Errorf("output %q element %d: %v, golden %v (tolerance %v)", want.Name, i, g[i], w[i], tol)
-		}
-	}
-	return nil
 }
 
 // unload drains and closes every version of a model.
@@ -508,4 +434,109 @@ func (o *schedObserver) BatchSize(rows int) {
 	o.batch.Observe(float64(rows))
 	o.stats.executionCount.Add(1)
 	o.stats.inferenceCount.Add(int64(rows))
+}
+
+// installSynced loads a version the coordinator asked for, with its
+// registry manifest (signature verified, digest checked by the caller).
+// Its golden examples run as the warm-up; it is pinned (never evicted).
+func (m *manager) installSynced(ctx context.Context, man *models.Manifest, b []byte) error {
+	m.loadMu.Lock()
+	defer m.loadMu.Unlock()
+	if v, err := m.lookup(man.Name, man.Version); err == nil && v.manifest.Digest == man.Digest {
+		v.synced = true
+		return nil
+	}
+	rm := &repoModel{Name: man.Name, Versions: []repoVersion{{Version: man.Version, ModTime: man.CreatedAt}}}
+	rm.Config.Golden = man.Golden
+	rm.Config.Labels = man.Labels
+	v, err := m.loadVersionBytes(ctx, rm, rm.Versions[0], b)
+	if err != nil {
+		return err
+	}
+	sig := v.manifest.Signature
+	v.manifest = *man
+	v.manifest.Signature = sig // what the runtime reports is what requests are checked against
+	v.synced = true
+	m.mu.Lock()
+	e, ok := m.models[man.Name]
+	if !ok || e.state != StateReady {
+		e = &modelEntry{name: man.Name, state: StateReady, versions: map[string]*version{}, latest: man.Version}
+		m.models[man.Name] = e
+	}
+	old := e.versions[man.Version]
+	e.versions[man.Version] = v
+	if versionLess(e.latest, man.Version) {
+		e.latest = man.Version
+	}
+	m.mu.Unlock()
+	if old != nil { // same version, other bytes: the registry changed under us
+		old.close(ctx)
+	}
+	m.n.metrics.modelProvider.WithLabelValues(man.Name, man.Version, v.session.Provider()).Set(1)
+	m.refreshGauges()
+	m.generation.Add(1)
+	m.n.meshChanged()
+	return nil
+}
+
+// removeVersion drains and unloads one version.
+func (m *manager) removeVersion(ctx context.Context, name, ver string) error {
+	m.loadMu.Lock()
+	defer m.loadMu.Unlock()
+	m.mu.Lock()
+	e, ok := m.models[name]
+	if !ok || e.versions[ver] == nil {
+		m.mu.Unlock()
+		return fmt.Errorf("%w: %q version %q", ErrVersionNotFound, name, ver)
+	}
+	v := e.versions[ver]
+	delete(e.versions, ver)
+	if len(e.versions) == 0 {
+		delete(m.models, name)
+	} else if e.latest == ver {
+		e.latest = ""
+		for other := range e.versions {
+			if e.latest == "" || versionLess(e.latest, other) {
+				e.latest = other
+			}
+		}
+	}
+	m.mu.Unlock()
+	v.close(ctx)
+	m.forgetMetrics(v)
+	m.refreshGauges()
+	m.generation.Add(1)
+	m.n.meshChanged()
+	return nil
+}
+
+// syncedVersions lists a model's versions installed by the control loop.
+func (m *manager) syncedVersions(name string) []string {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	var out []string
+	if e := m.models[name]; e != nil {
+		for ver, v := range e.versions {
+			if v.synced {
+				out = append(out, ver)
+			}
+		}
+	}
+	return out
+}
+
+// loadedVersions lists every ready version.
+func (m *manager) loadedVersions() []*version {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	var out []*version
+	for _, e := range m.models {
+		if e.state != StateReady {
+			continue
+		}
+		for _, v := range e.versions {
+			out = append(out, v)
+		}
+	}
+	return out
 }

@@ -61,6 +61,9 @@ type Node struct {
 	meshStop chan struct{}
 	meshOnce sync.Once
 	meshWG   sync.WaitGroup
+	// ctl syncs models from the coordinator (nil without one).
+	ctl      *control
+	shadowWG sync.WaitGroup
 	// inflight counts inference requests being handled (the gossip load).
 	inflight atomic.Int64
 
@@ -226,6 +229,13 @@ func (n *Node) Start(ctx context.Context) error {
 			return errors.Join(err, n.Shutdown(sctx))
 		}
 	}
+	if n.cfg.Control.Enabled() {
+		if err := n.startControl(); err != nil {
+			sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+			defer cancel()
+			return errors.Join(err, n.Shutdown(sctx))
+		}
+	}
 	return nil
 }
 
@@ -329,6 +339,11 @@ func (n *Node) Shutdown(ctx context.Context) error {
 		errs := []error{httpErr, h3Err}
 		n.closeListeners()
 		n.serveWG.Wait()
+		if n.ctl != nil {
+			n.ctl.publishStatus() // draining: routes stop pointing here
+			n.ctl.stop()
+		}
+		n.shadowWG.Wait()
 		n.models.closeAll(ctx)
 		n.stopMesh()
 		n.shutdownErr = errors.Join(errs...)

@@ -227,6 +227,9 @@ func (rv repoVersion) source() string {
 // invalid is returned with the error so the index can say why it is
 // unavailable, rather than failing the whole scan.
 func scanRepository(dir string) (map[string]*repoModel, map[string]error, error) {
+	if dir == "" { // a node that serves only what the coordinator sends
+		return map[string]*repoModel{}, map[string]error{}, nil
+	}
 	entries, err := os.ReadDir(dir)
 	if err != nil {
 		return nil, nil, fmt.Errorf("model repository %q: %w", dir, err)
@@ -250,6 +253,9 @@ func scanRepository(dir string) (map[string]*repoModel, map[string]error, error)
 }
 
 func scanModel(dir, name string) (*repoModel, error) {
+	if dir == "" {
+		return nil, fmt.Errorf("model %q: %w (this node has no repository)", name, os.ErrNotExist)
+	}
 	m := &repoModel{Name: name}
 	mdir := filepath.Join(dir, name)
 	if b, err := os.ReadFile(filepath.Join(mdir, "config.json")); err == nil {

@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"github.com/petrel-mesh/petrel/internal/testproc"
 	"io"
 	"math/rand/v2"
 	"net"
@@ -283,42 +284,11 @@ func TestNoGoroutineLeak(t *testing.T) {
 	}
 }
 
-// syncBuffer is a bytes.Buffer safe for a writer and a reader.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
+// syncBuffer is safe for a writer and a reader.
+type syncBuffer = testproc.Buffer
 
 // buildPetrel builds the petrel binary into a temporary directory.
-func buildPetrel(t testing.TB) string {
-	t.Helper()
-	gobin, err := exec.LookPath("go")
-	if err != nil {
-		gobin = filepath.Join(os.Getenv("GOROOT"), "bin", "go")
-		if _, err := os.Stat(gobin); err != nil {
-			t.Fatalf("this test builds cmd/petrel and needs the go command on PATH (or $GOROOT/bin/go): %v", err)
-		}
-	}
-	bin := filepath.Join(t.TempDir(), "petrel")
-	cmd := exec.Command(gobin, "build", "-o", bin, "./cmd/petrel")
-	cmd.Dir = ".." // the module root
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("go build ./cmd/petrel: %v\n%s", err, out)
-	}
-	return bin
-}
+func buildPetrel(t testing.TB) string { return testproc.BuildPetrel(t) }
 
 var servingRE = regexp.MustCompile(`msg="node serving".* addr=(\S+)`)
 
