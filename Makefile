@@ -1,5 +1,7 @@
-# Petrel. `make run` installs what is missing and starts a node serving a
-# sample model; `make test` runs vet, staticcheck and the whole test suite.
+# Petrel. `make run` installs what is missing and starts the all-in-one
+# local mesh (`petrel dev`: a coordinator with embedded NATS, three nodes in
+# simulated regions, a sample model pushed and rolled out); `make test` runs
+# vet, staticcheck and the whole test suite.
 SHELL := /bin/bash
 GO ?= go
 BIN := bin/petrel
@@ -9,7 +11,7 @@ export CGO_ENABLED := 1
 REPO_DIR := .cache/sample-repo
 LISTEN ?= 127.0.0.1:8000
 
-.PHONY: setup build run test vet lint unit fuzz bench clean
+.PHONY: setup build run run-node test vet lint unit fuzz bench clean
 
 setup: .cache/.setup-done
 
@@ -20,8 +22,12 @@ setup: .cache/.setup-done
 build: setup
 	$(GO) build -trimpath -o $(BIN) ./cmd/petrel
 
-# The main job: a node serving a sample model that Petrel writes itself.
+# The main job: the all-in-one local mesh.
 run: build
+	$(BIN) dev --dir .cache/dev
+
+# One standalone node serving a sample model from a repository directory.
+run-node: build
 	$(BIN) model sample --repo $(REPO_DIR)
 	$(BIN) node --model-repo $(REPO_DIR) --listen $(LISTEN) --plain-tcp --dev-cert-dir .cache/dev-tls --print-examples
 
@@ -58,6 +64,13 @@ fuzz: setup
 	$(GO) test -run='^$$' -fuzz='^FuzzParseNetnsList$$' -fuzztime=$(FUZZTIME) ./simulations/netns/
 	$(GO) test -run='^$$' -fuzz='^FuzzParsePids$$' -fuzztime=$(FUZZTIME) ./simulations/netns/
 	$(GO) test -run='^$$' -fuzz='^FuzzParseCapEff$$' -fuzztime=$(FUZZTIME) ./simulations/netns/
+	$(GO) test -run='^$$' -fuzz='^FuzzDecodeDesired$$' -fuzztime=$(FUZZTIME) ./coordinator/bus/
+	$(GO) test -run='^$$' -fuzz='^FuzzDecodeNodeStatus$$' -fuzztime=$(FUZZTIME) ./coordinator/bus/
+	$(GO) test -run='^$$' -fuzz='^FuzzDecodeNodeStats$$' -fuzztime=$(FUZZTIME) ./coordinator/bus/
+	$(GO) test -run='^$$' -fuzz='^FuzzParseCIDRTable$$' -fuzztime=$(FUZZTIME) -fuzzminimizetime=0 ./coordinator/georoute/
+	$(GO) test -run='^$$' -fuzz='^FuzzDecodeRollout$$' -fuzztime=$(FUZZTIME) ./coordinator/rollout/
+	$(GO) test -run='^$$' -fuzz='^FuzzVerifyManifest$$' -fuzztime=$(FUZZTIME) ./models/
+	$(GO) test -run='^$$' -fuzz='^FuzzParseGoldenFile$$' -fuzztime=$(FUZZTIME) ./models/golden/
 
 # Benchmarks recorded in docs/PERFORMANCE.md.
 bench: build

@@ -16,16 +16,29 @@ import (
 
 func runModel(ctx context.Context, e *env, args []string) int {
 	if len(args) == 0 {
-		fmt.Fprintln(e.stderr, "usage: petrel model inspect FILE | petrel model sample --repo DIR [--large]")
+		fmt.Fprintln(e.stderr, "usage: petrel model push|list|show|rm|deploy|shadow|inspect|sample [flags]\n"+
+			"  (petrel model inspect FILE | petrel model sample --repo DIR [--large]; 'petrel model <subcommand> -h' for flags)")
 		return 2
 	}
 	switch args[0] {
+	case "push":
+		return runModelPush(ctx, e, args[1:])
+	case "list":
+		return runModelList(ctx, e, args[1:])
+	case "show":
+		return runModelShow(ctx, e, args[1:])
+	case "rm":
+		return runModelRm(ctx, e, args[1:])
+	case "deploy":
+		return runModelDeploy(ctx, e, args[1:])
+	case "shadow":
+		return runModelShadow(ctx, e, args[1:])
 	case "inspect":
 		return runModelInspect(ctx, e, args[1:])
 	case "sample":
 		return runModelSample(ctx, e, args[1:])
 	}
-	fmt.Fprintf(e.stderr, "petrel model: unknown subcommand %q (inspect, sample)\n", args[0])
+	fmt.Fprintf(e.stderr, "petrel model: unknown subcommand %q (push, list, show, rm, deploy, shadow, inspect, sample)\n", args[0])
 	return 2
 }
 

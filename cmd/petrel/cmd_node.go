@@ -47,10 +47,15 @@ func runNode(ctx context.Context, e *env, args []string) int {
 	examples := fs.Bool("print-examples", false, "print curl examples once serving")
 	debugAddr := fs.String("debug-addr", "", "serve Go's pprof profiles on this separate address (e.g. 127.0.0.1:6060); off by default")
 	mf := addMeshFlags(fs)
+	cf := addControlFlags(fs)
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
 	if err := mf.apply(&cfg.Mesh); err != nil {
+		fmt.Fprintf(e.stderr, "petrel node: %v\n", err)
+		return 2
+	}
+	if err := cf.apply(&cfg.Control); err != nil {
 		fmt.Fprintf(e.stderr, "petrel node: %v\n", err)
 		return 2
 	}

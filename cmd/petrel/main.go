@@ -30,9 +30,14 @@ type command struct {
 
 func commands() []command {
 	return []command{
-		{"node", "run a node serving models from a repository", runNode},
+		{"dev", "the all-in-one local mesh: a coordinator, three nodes, a model rolled out", runDev},
+		{"node", "run a node serving models from a repository and/or the coordinator", runNode},
+		{"coordinator", "run the coordinator: registry, sync over NATS, rollouts, routing, audit", runCoordinator},
 		{"infer", "send an inference request and print the outputs", runInfer},
-		{"model", "model tools: inspect FILE, sample --repo DIR", runModel},
+		{"model", "models: push, list, show, rm, deploy, shadow; inspect FILE, sample --repo DIR", runModel},
+		{"rollout", "canary rollouts: start, status, pause, resume, promote, rollback", runRollout},
+		{"route", "ask the coordinator for the nearest nodes serving a model", runRoute},
+		{"audit", "list the audit trail", runAudit},
 		{"bench", "load generator: concurrency sweep, throughput and latency percentiles", runBench},
 		{"cert", "mesh credentials: ca --dir D, node --ca-dir D --id ID, gossip-key", runCert},
 		{"version", "print the version", runVersion},
@@ -42,7 +47,7 @@ func commands() []command {
 func usage(w io.Writer) {
 	fmt.Fprintln(w, "usage: petrel <command> [flags]\n\ncommands:")
 	for _, c := range commands() {
-		fmt.Fprintf(w, "  %-8s %s\n", c.name, c.summary)
+		fmt.Fprintf(w, "  %-11s %s\n", c.name, c.summary)
 	}
 	fmt.Fprintln(w, "\nRun 'petrel <command> -h' for a command's flags.")
 }

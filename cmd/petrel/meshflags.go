@@ -60,6 +60,18 @@ func addMeshFlags(fs *flag.FlagSet) *meshFlags {
 
 // apply fills mc; mesh mode is on when a gossip address is given.
 func (m *meshFlags) apply(mc *node.MeshConfig) error {
+	// Role, region and location describe the node to the coordinator too,
+	// with or without a mesh.
+	mc.Role, mc.Region = m.role, m.region
+	if m.location != "" {
+		lat, lon, ok := strings.Cut(m.location, ",")
+		la, err1 := strconv.ParseFloat(strings.TrimSpace(lat), 64)
+		lo, err2 := strconv.ParseFloat(strings.TrimSpace(lon), 64)
+		if !ok || err1 != nil || err2 != nil || la < -90 || la > 90 || lo < -180 || lo > 180 {
+			return fmt.Errorf("--location %q: want latitude,longitude such as 48.85,2.35", m.location)
+		}
+		mc.Lat, mc.Lon, mc.HasLocation = la, lo, true
+	}
 	if m.gossipBind == "" {
 		if m.join != "" || m.keyFile != "" || m.fallback != "" {
 			return fmt.Errorf("--join, --gossip-key-file and --fallback need --gossip-bind")
@@ -88,15 +100,6 @@ func (m *meshFlags) apply(mc *node.MeshConfig) error {
 	}
 	mc.LazyLoad, mc.BlobDir, mc.BlobBytes, mc.MaxLoadedBytes, mc.Origin = m.lazy, m.blobDir, m.blobBytes, m.maxLoaded, m.origin
 	mc.Fallback = splitList(m.fallback)
-	if m.location != "" {
-		lat, lon, ok := strings.Cut(m.location, ",")
-		la, err1 := strconv.ParseFloat(strings.TrimSpace(lat), 64)
-		lo, err2 := strconv.ParseFloat(strings.TrimSpace(lon), 64)
-		if !ok || err1 != nil || err2 != nil {
-			return fmt.Errorf("--location %q: want latitude,longitude such as 48.85,2.35", m.location)
-		}
-		mc.Lat, mc.Lon, mc.HasLocation = la, lo, true
-	}
 	if m.keyFile != "" {
 		keys, err := readKeyring(m.keyFile)
 		if err != nil {
