@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"net/netip"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -115,6 +116,10 @@ type ModelDetail struct {
 	Rollout  *rollout.Rollout  `json:"rollout,omitempty"`
 	Stats    []VersionTotals   `json:"stats"`
 	Nodes    []NodeModelState  `json:"nodes"`
+	// Replicas counts, per region, the nodes serving every weighted
+	// version; Warnings say where placement's minimum is not met.
+	Replicas map[string]int `json:"replicas,omitempty"`
+	Warnings []string       `json:"warnings,omitempty"`
 }
 
 // NodeModelState is one node's state of one of the model's versions.
@@ -143,14 +148,65 @@ func (c *Coordinator) handleModel(w http.ResponseWriter, r *http.Request, _ *Tok
 		return
 	}
 	det := ModelDetail{Name: name, Versions: vs, Desired: d, Rollout: c.ro.get(name), Stats: c.Totals(name), Nodes: []NodeModelState{}}
-	for _, n := range c.Nodes() {
+	nodes := c.Nodes()
+	for _, n := range nodes {
 		for _, m := range n.Models {
 			if m.Model == name {
 				det.Nodes = append(det.Nodes, NodeModelState{Node: n.Node, Region: n.Region, Version: m.Version, State: m.State, Reason: m.Reason})
 			}
 		}
 	}
+	det.Replicas, det.Warnings = replicas(d, nodes)
 	writeJSON(w, 200, det)
+}
+
+// replicas counts the healthy nodes per region that have every weighted
+// version of d ready, and checks the placement's minimum per region.
+func replicas(d *bus.Desired, nodes []NodeView) (map[string]int, []string) {
+	if d == nil {
+		return nil, nil
+	}
+	var want []string
+	for _, v := range d.Versions {
+		if v.Weight > 0 {
+			want = append(want, v.Version)
+		}
+	}
+	if len(want) == 0 {
+		return nil, nil
+	}
+	counts := map[string]int{}
+	for _, r := range d.Placement.Regions {
+		counts[r] = 0
+	}
+	for _, n := range nodes {
+		if !n.Healthy {
+			continue
+		}
+		ready := 0
+		for _, m := range n.Models {
+			if m.Model == d.Model && m.State == "READY" && slices.Contains(want, m.Version) {
+				ready++
+			}
+		}
+		if ready == len(want) {
+			counts[n.Region]++
+		}
+	}
+	var warns []string
+	if min := d.Placement.MinReplicasPerRegion; min > 0 {
+		regions := make([]string, 0, len(counts))
+		for r := range counts {
+			regions = append(regions, r)
+		}
+		slices.Sort(regions)
+		for _, r := range regions {
+			if counts[r] < min {
+				warns = append(warns, fmt.Sprintf("region %q has %d of the %d replicas placement asks for", r, counts[r], min))
+			}
+		}
+	}
+	return counts, warns
 }
 
 func (c *Coordinator) handleVersion(w http.ResponseWriter, r *http.Request, _ *Token) {

@@ -12,6 +12,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -26,6 +27,7 @@ import (
 	"github.com/petrel-mesh/petrel/models/ort"
 	"github.com/petrel-mesh/petrel/models/ort/onnxtest"
 	"github.com/petrel-mesh/petrel/node"
+	"github.com/petrel-mesh/petrel/node/meshtls"
 )
 
 // These tests run a real coordinator (embedded NATS with JetStream, or a
@@ -76,6 +78,7 @@ type testMesh struct {
 	// (c is nil then).
 	base string
 	pub  ed25519.PublicKey
+	mesh bool
 }
 
 func (m *testMesh) url() string {
@@ -94,6 +97,7 @@ func (m *testMesh) key() ed25519.PublicKey {
 
 type meshOpts struct {
 	nodes   int
+	mesh    bool // nodes also gossip and fetch from each other
 	natsURL string // external NATS; "" = embedded
 	mutate  func(*coordinator.Config)
 }
@@ -117,6 +121,12 @@ func newTestMesh(t testing.TB, o meshOpts) *testMesh {
 		o.mutate(&m.cfg)
 	}
 	m.startCoordinator()
+	m.mesh = o.mesh
+	if o.mesh {
+		if _, err := meshtls.NewDevCA(filepath.Join(m.dir, "ca"), time.Hour); err != nil {
+			t.Fatal(err)
+		}
+	}
 	for i := 0; i < o.nodes; i++ {
 		m.addNode(i)
 	}
@@ -158,6 +168,15 @@ func (m *testMesh) addNode(i int) *node.Node {
 	}
 	if m.cfg.NATSURL == "" {
 		cfg.Control.NATS.User, cfg.Control.NATS.Password = "node", "node-password"
+	}
+	if m.mesh {
+		mc := &cfg.Mesh
+		cfg.HTTP3 = true // peers talk HTTP/3
+		mc.Enabled, mc.Role, mc.GossipBind, mc.Profile, mc.DevMode = true, "edge", "127.0.0.1:0", "local", true
+		mc.TLSDir, mc.BlobDir = filepath.Join(m.dir, "ca"), filepath.Join(m.dir, cfg.ID+"-blobs")
+		if len(m.nodes) > 0 {
+			mc.Seeds = []string{m.nodes[0].GossipAddr()}
+		}
 	}
 	n, err := node.New(cfg)
 	if err != nil {

@@ -72,7 +72,7 @@ func (a *acquirer) catalogEntry(name, version string) (digest string, ver string
 		size    int64
 	}
 	var hs []holder
-	a.eachHolder(name, func(t peerTarget, e mesh.CatalogEntry) {
+	a.n.eachHolder(name, func(t peerTarget, e mesh.CatalogEntry) {
 		if version == "" || e.Version == version {
 			hs = append(hs, holder{t, e.Version, e.Digest, e.Bytes})
 		}
@@ -306,9 +306,12 @@ var errNotAcquirable = errors.New("not acquirable")
 
 // eachHolder calls f for each ready catalog entry of name on a peer that
 // can be reached over QUIC.
-func (a *acquirer) eachHolder(name string, f func(peerTarget, mesh.CatalogEntry)) {
-	for _, id := range a.peers.holders(name) {
-		p, ok := a.n.mesh.Peer(id)
+func (n *Node) eachHolder(name string, f func(peerTarget, mesh.CatalogEntry)) {
+	if n.peerIdx == nil {
+		return
+	}
+	for _, id := range n.peerIdx.holders(name) {
+		p, ok := n.mesh.Peer(id)
 		if !ok || p.Catalog == nil || p.QUICAddr == "" {
 			continue
 		}
@@ -323,9 +326,9 @@ func (a *acquirer) eachHolder(name string, f func(peerTarget, mesh.CatalogEntry)
 
 // holdersOf lists the peers whose catalog has this digest ready for name,
 // nearest first.
-func (a *acquirer) holdersOf(name, digest string) []peerTarget {
+func (n *Node) holdersOf(name, digest string) []peerTarget {
 	var out []peerTarget
-	a.eachHolder(name, func(t peerTarget, e mesh.CatalogEntry) {
+	n.eachHolder(name, func(t peerTarget, e mesh.CatalogEntry) {
 		if e.Digest == digest && !slices.ContainsFunc(out, func(x peerTarget) bool { return x.ID == t.ID }) {
 			out = append(out, t)
 		}

@@ -111,6 +111,9 @@ func (c *Config) Validate() error {
 	if err := c.Control.validate(); err != nil {
 		return err
 	}
+	if c.Mesh.Enabled && !c.HTTP3 {
+		return errors.New("a mesh node needs HTTP/3: peers forward requests and fetch artifacts over QUIC")
+	}
 	if err := c.Mesh.Validate(); err != nil {
 		return fmt.Errorf("mesh: %w", err)
 	}

@@ -349,6 +349,7 @@ func (c *control) ensure(ctx context.Context, b *bus.Buckets, name string, dv bu
 		c.failed[dv.Digest] = time.Now()
 		c.mu.Unlock()
 		c.setState(name, dv.Version, "FAILED", err.Error())
+		c.n.metrics.syncs.WithLabelValues("failed").Inc()
 		c.n.log.Warn("desired model version failed", "model", name, "version", dv.Version, "err", err)
 		c.publishStatus() // tell the coordinator now, not at the next tick
 		return
@@ -357,6 +358,7 @@ func (c *control) ensure(ctx context.Context, b *bus.Buckets, name string, dv bu
 	delete(c.failed, dv.Digest)
 	c.mu.Unlock()
 	c.setState(name, dv.Version, "", "")
+	c.n.metrics.syncs.WithLabelValues(src).Inc()
 	c.n.log.Info("model version synced", "model", name, "version", dv.Version, "from", src, "took", time.Since(start))
 	c.publishStatus()
 }
@@ -393,12 +395,12 @@ func (c *control) fetch(ctx context.Context, b *bus.Buckets, name string, man *m
 	if n.blobs != nil {
 		if n.blobs.Has(man.Digest) {
 			if art, err := n.blobs.ReadAll(man.Digest); err == nil {
-				return art, "local disk", nil
+				return art, "disk", nil
 			}
 		}
-		if n.acq != nil {
+		if n.fwd != nil {
 			var sources []blobstore.Source
-			for _, h := range n.acq.holdersOf(name, man.Digest) {
+			for _, h := range n.holdersOf(name, man.Digest) {
 				sources = append(sources, blobstore.Source{Name: h.ID, URL: "https://" + h.QUICAddr, Client: n.fwd.client})
 			}
 			if len(sources) > 0 {
@@ -419,6 +421,7 @@ func (c *control) fetch(ctx context.Context, b *bus.Buckets, name string, man *m
 	if err != nil {
 		return nil, "", fmt.Errorf("artifact %s: %w", man.Digest, err)
 	}
+	src := "object_store"
 	if n.blobs != nil && !n.blobs.Has(man.Digest) {
 		// Peers may fetch it from here from now on.
 		if err := n.blobs.Put(ctx, man.Digest, bytes.NewReader(art), int64(len(art))); err != nil {
@@ -427,7 +430,7 @@ func (c *control) fetch(ctx context.Context, b *bus.Buckets, name string, man *m
 			n.log.Warn("blob store: pin", "digest", man.Digest, "err", err)
 		}
 	}
-	return art, "object store", nil
+	return art, src, nil
 }
 
 func (c *control) reportLoop() {

@@ -123,6 +123,7 @@ func (n *Node) startMesh(clientTLS *tls.Config) error {
 		return err
 	}
 	n.fwd = f
+	n.peerIdx = idx
 	if mc.LazyLoad {
 		n.acq = newAcquirer(n, idx, n.blobs)
 	}

@@ -20,6 +20,7 @@ type metrics struct {
 	inflight      prometheus.Gauge
 	modelProvider *prometheus.GaugeVec   // model, version, provider = 1
 	forwards      *prometheus.CounterVec // result: ok | error (a peer's non-200) | failed (nobody answered)
+	syncs         *prometheus.CounterVec // source: disk | peer | object_store | failed
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -62,10 +63,13 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		forwards: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "petrel_forwarded_requests_total", Help: "Inference requests this node forwarded to a peer or the fallback tier, by result.",
 		}, []string{"result"}),
+		syncs: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "petrel_model_syncs_total", Help: "Model versions installed at the coordinator's request, by where the artifact came from (or failed).",
+		}, []string{"source"}),
 	}
 	if reg != nil {
 		reg.MustRegister(m.requests, m.requestLat, m.queueLat, m.computeLat, m.batchSize,
-			m.cacheHits, m.cacheMisses, m.loadedModels, m.loadedBytes, m.inflight, m.modelProvider, m.forwards)
+			m.cacheHits, m.cacheMisses, m.loadedModels, m.loadedBytes, m.inflight, m.modelProvider, m.forwards, m.syncs)
 	}
 	return m
 }

@@ -58,6 +58,7 @@ type Node struct {
 	fwd      *forwarder
 	blobs    *blobstore.Store
 	acq      *acquirer
+	peerIdx  *peerIndex // model -> peers that hold it (mesh nodes)
 	meshStop chan struct{}
 	meshOnce sync.Once
 	meshWG   sync.WaitGroup
