@@ -97,7 +97,7 @@ func (m *testMesh) key() ed25519.PublicKey {
 
 type meshOpts struct {
 	nodes   int
-	mesh    bool // nodes also gossip and fetch from each other
+	mesh    bool   // nodes also gossip and fetch from each other
 	natsURL string // external NATS; "" = embedded
 	mutate  func(*coordinator.Config)
 }
