@@ -127,7 +127,8 @@ type forwarder struct {
 	hedges    *routing.RetryBudget // speculative second copies
 	latency   *routing.LatencyTracker
 	h3        *http3.Transport
-	client    *http.Client
+	client    *http.Client // blobs, origin, HTTP/3 fallbacks
+	pc        *peerConns   // forwarded inference requests
 	fallbacks []*fallback
 	maxTries  int
 }
@@ -164,6 +165,7 @@ func newForwarder(n *Node, cfg MeshConfig, peers peerSource, tlsCfg *tls.Config)
 		client:   &http.Client{Transport: h3},
 		maxTries: forwardAttempts,
 	}
+	f.pc = newPeerConns(h3, tlsCfg, h3.QUICConfig)
 	for _, u := range cfg.Fallback {
 		fb := &fallback{base: strings.TrimRight(u, "/"), breaker: routing.NewCircuitBreaker(routing.BreakerConfig{FailureThreshold: fallbackFailures, OpenFor: 5 * time.Second})}
 		switch cfg.FallbackProtocol {
@@ -195,6 +197,7 @@ func (f *forwarder) originClient() *http.Client {
 }
 
 func (f *forwarder) close() {
+	f.pc.close()
 	f.h3.Close()
 	for _, fb := range f.fallbacks {
 		fb.client.CloseIdleConnections()
@@ -339,7 +342,7 @@ func (f *forwarder) toPeers(ctx context.Context, name, ver, path string, body []
 		t := targets[idx]
 		attempts[i] = func(ctx context.Context) (*relayed, error) {
 			start := time.Now()
-			a, err := f.send(ctx, f.client, "https://"+t.QUICAddr+path, body, hdr, t.ID)
+			a, err := f.sendPeer(ctx, t, path, body, hdr)
 			if err != nil || !a.final() {
 				if ctx.Err() == nil { // a cancelled loser is not the peer's fault
 					f.outliers.ReportFailure(t.ID)

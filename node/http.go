@@ -17,6 +17,7 @@ import (
 	"github.com/petrel-mesh/petrel/models"
 	"github.com/petrel-mesh/petrel/models/oip"
 	"github.com/petrel-mesh/petrel/models/ort"
+	"github.com/petrel-mesh/petrel/node/meshtls"
 	"github.com/petrel-mesh/petrel/node/respcache"
 	"github.com/petrel-mesh/petrel/node/sched"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -59,6 +60,8 @@ func (n *Node) routes() http.Handler {
 	mux.HandleFunc("GET /v2/models/{model}/versions/{version}/ready", n.handleModelReady)
 	mux.HandleFunc("POST /v2/models/{model}/infer", n.handleInfer)
 	mux.HandleFunc("POST /v2/models/{model}/versions/{version}/infer", n.handleInfer)
+	mux.HandleFunc(MethodForward+" /v2/models/{model}/infer", n.handleInfer)
+	mux.HandleFunc(MethodForward+" /v2/models/{model}/versions/{version}/infer", n.handleInfer)
 	mux.HandleFunc("GET /v2/models/stats", n.handleStats)
 	mux.HandleFunc("GET /v2/models/{model}/stats", n.handleStats)
 	mux.HandleFunc("GET /v2/models/{model}/versions/{version}/stats", n.handleStats)
@@ -297,6 +300,13 @@ func (n *Node) handleInfer(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
 	name, ver := r.PathValue("model"), r.PathValue("version")
 	var hop meshHop
+	if r.Method == MethodForward {
+		if _, ok := meshtls.PeerID(r.TLS); !ok {
+			n.log.Warn("rejected a forwarded request from a non-peer", "remote", r.RemoteAddr)
+			writeError(w, http.StatusForbidden, errForwardMethod.Error())
+			return
+		}
+	}
 	if n.fwd != nil || r.Header.Get(HeaderHops) != "" || r.Header.Get(HeaderVia) != "" {
 		h, status, err := parseMeshHop(r, n.maxHops())
 		if err != nil {

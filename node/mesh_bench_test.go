@@ -96,7 +96,7 @@ func BenchmarkForwardHopProcesses(b *testing.B) {
 	r := newRepo(b)
 	m := r.smallMLP("mlp-small", 7, "")
 	empty := newRepo(b)
-	ports := freePorts(b, 4)
+	ports := freePorts(b, 6)
 	start := func(id, repoDir string, extra ...string) {
 		args := append([]string{"node", "--id", id, "--plain-tcp", "--model-repo", repoDir,
 			"--gossip-key-file", keys, "--mesh-tls-dir", l.caDir, "--gossip-profile", "local",
@@ -112,33 +112,40 @@ func BenchmarkForwardHopProcesses(b *testing.B) {
 			cmd.Wait()
 		})
 	}
-	srvURL, frontURL := "http://127.0.0.1:"+ports[0], "http://127.0.0.1:"+ports[1]
+	srvURL, frontURL, postURL := "http://127.0.0.1:"+ports[0], "http://127.0.0.1:"+ports[1], "http://127.0.0.1:"+ports[4]
 	start("srv", r.dir, "--listen", "127.0.0.1:"+ports[0], "--gossip-bind", "127.0.0.1:"+ports[2])
 	start("front", empty.dir, "--listen", "127.0.0.1:"+ports[1], "--gossip-bind", "127.0.0.1:"+ports[3], "--join", "127.0.0.1:"+ports[2])
+	// The same front node forwarding with quic-go's RoundTrip (POST), for
+	// the side-by-side figure.
+	start("front-post", empty.dir, "--listen", "127.0.0.1:"+ports[4], "--gossip-bind", "127.0.0.1:"+ports[5], "--join", "127.0.0.1:"+ports[2],
+		"--forward-method", "post")
 
 	req, _ := mlpRequest(m, rand.New(rand.NewPCG(1, 1)), 1)
 	body, hl := encode(b, req, false)
 	path := "/v2/models/mlp-small/infer"
-	// Wait until front forwards.
+	// Wait until both fronts forward.
 	deadline := time.Now().Add(60 * time.Second)
-	for {
-		resp, err := http.Post(frontURL+path, "application/json", bytes.NewReader(body))
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK && resp.Header.Get(node.HeaderForwardedBy) == "front" {
-				break
+	for _, f := range []struct{ url, id string }{{frontURL, "front"}, {postURL, "front-post"}} {
+		for {
+			resp, err := http.Post(f.url+path, "application/json", bytes.NewReader(body))
+			if err == nil {
+				resp.Body.Close()
+				if resp.StatusCode == http.StatusOK && resp.Header.Get(node.HeaderForwardedBy) == f.id {
+					break
+				}
 			}
+			if time.Now().After(deadline) {
+				b.Fatalf("%s never forwarded: %v", f.id, err)
+			}
+			time.Sleep(100 * time.Millisecond)
 		}
-		if time.Now().After(deadline) {
-			b.Fatalf("front never forwarded: %v", err)
-		}
-		time.Sleep(100 * time.Millisecond)
 	}
 	mix := []bench.Target{
 		{Name: "direct", URL: srvURL, Path: path, Body: body, HeaderLen: hl, Rows: 1},
 		{Name: "forwarded", URL: frontURL, Path: path, Body: body, HeaderLen: hl, Rows: 1},
+		{Name: "forwarded-post", URL: postURL, Path: path, Body: body, HeaderLen: hl, Rows: 1},
 	}
-	var direct, fwd, diff []float64
+	var direct, fwd, diff, postDiff []float64
 	b.ResetTimer()
 	for range max(b.N, 1) {
 		if *hopInterleave {
@@ -147,13 +154,13 @@ func BenchmarkForwardHopProcesses(b *testing.B) {
 				if err != nil {
 					b.Fatal(err)
 				}
-				d, f := float64(reps[0].P50.Microseconds()), float64(reps[1].P50.Microseconds())
-				direct, fwd, diff = append(direct, d), append(fwd, f), append(diff, f-d)
+				d, f, p := float64(reps[0].P50.Microseconds()), float64(reps[1].P50.Microseconds()), float64(reps[2].P50.Microseconds())
+				direct, fwd, diff, postDiff = append(direct, d), append(fwd, f), append(diff, f-d), append(postDiff, p-d)
 			}
 			continue
 		}
-		for range 6 {
-			var p50 [2]float64
+		for range *hopRounds {
+			var p50 [3]float64
 			for i, tg := range mix {
 				rep, err := bench.Run(context.Background(), bench.Config{URL: tg.URL, Path: tg.Path, Body: tg.Body, HeaderLen: tg.HeaderLen, Rows: 1,
 					Concurrency: 1, Warmup: 300 * time.Millisecond, Duration: 2 * time.Second})
@@ -163,15 +170,19 @@ func BenchmarkForwardHopProcesses(b *testing.B) {
 				p50[i] = float64(rep.P50.Microseconds())
 			}
 			direct, fwd, diff = append(direct, p50[0]), append(fwd, p50[1]), append(diff, p50[1]-p50[0])
+			postDiff = append(postDiff, p50[2]-p50[0])
 		}
 	}
 	b.StopTimer()
 	med := func(s []float64) float64 { s = slices.Clone(s); slices.Sort(s); return s[(len(s)-1)/2] }
-	b.Logf("rounds: direct p50 %v µs, forwarded p50 %v µs, hop %v µs", direct, fwd, diff)
+	b.Logf("rounds: direct p50 %v µs, forwarded p50 %v µs, hop %v µs; hop with --forward-method post %v µs", direct, fwd, diff, postDiff)
 	b.ReportMetric(med(direct), "direct-p50-µs")
 	b.ReportMetric(med(fwd), "forwarded-p50-µs")
 	b.ReportMetric(med(diff), "hop-added-p50-µs")
+	b.ReportMetric(med(postDiff), "hop-post-p50-µs")
 }
+
+var hopRounds = flag.Int("hop.rounds", 6, "BenchmarkForwardHopProcesses: windows per target")
 
 var hopInterleave = flag.Bool("hop.interleave", false, "BenchmarkForwardHopProcesses: alternate request by request instead of in windows")
 

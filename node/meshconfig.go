@@ -56,6 +56,12 @@ type MeshConfig struct {
 	// HTTP/2 or HTTP/3 by FallbackProtocol) used when no peer can serve.
 	Fallback         []string
 	FallbackProtocol string
+	// ForwardMethod is how requests travel to peers: "stream" (default)
+	// sends headers and body in one write with the mesh-only method
+	// PETREL-FORWARD; "post" sends the inference API's POST through
+	// quic-go's RoundTrip, for meshes with nodes that predate "stream"
+	// (a peer that answers 405 to PETREL-FORWARD gets POSTs anyway).
+	ForwardMethod string
 	// ForwardTimeout bounds a forwarded request that carries no deadline.
 	// Default 30 s.
 	ForwardTimeout time.Duration
@@ -109,6 +115,9 @@ func (m *MeshConfig) withDefaults() MeshConfig {
 	}
 	if c.FallbackProtocol == "" {
 		c.FallbackProtocol = "h3"
+	}
+	if c.ForwardMethod == "" {
+		c.ForwardMethod = "stream"
 	}
 	if c.BlobBytes == 0 {
 		c.BlobBytes = 4 << 30
@@ -184,6 +193,9 @@ func (m *MeshConfig) Validate() error {
 	case "h1", "h2", "h3":
 	default:
 		return fmt.Errorf("fallback protocol %q: want h1, h2 or h3", c.FallbackProtocol)
+	}
+	if c.ForwardMethod != "stream" && c.ForwardMethod != "post" {
+		return fmt.Errorf("forward method %q: want stream or post", c.ForwardMethod)
 	}
 	for _, f := range c.Fallback {
 		// The central tier is a mesh peer: forwarded requests carry mesh

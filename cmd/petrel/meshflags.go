@@ -19,6 +19,7 @@ type meshFlags struct {
 	gossipBind, gossipAdvertise, profile, join, keyFile    string
 	role, region, location                                 string
 	cert, key, ca, tlsDir, policy, fallback, fallbackProto string
+	forwardMethod                                          string
 	maxHops                                                int
 	dev, lazy                                              bool
 	blobDir, origin                                        string
@@ -49,6 +50,7 @@ func addMeshFlags(fs *flag.FlagSet) *meshFlags {
 	fs.IntVar(&m.maxHops, "max-hops", 2, "forwarding hops a request may take")
 	fs.StringVar(&m.fallback, "fallback", "", "comma-separated central-tier base URLs, used when no peer can serve")
 	fs.StringVar(&m.fallbackProto, "fallback-protocol", "h3", "protocol for the fallback URLs: h1|h2|h3")
+	fs.StringVar(&m.forwardMethod, "forward-method", "stream", "how requests go to peers over HTTP/3: stream (headers and body in one write, PETREL-FORWARD) | post (for meshes with older nodes)")
 	fs.BoolVar(&m.lazy, "lazy-load", true, "acquire a model that peers serve on its first request here (forwarding it meanwhile)")
 	fs.StringVar(&m.blobDir, "blob-dir", "", "local store of model artifacts (default: a directory under the OS temp dir)")
 	fs.Int64Var(&m.blobBytes, "blob-bytes", 4<<30, "bound on the local artifact store")
@@ -85,7 +87,7 @@ func (m *meshFlags) apply(mc *node.MeshConfig) error {
 	mc.GossipBind, mc.GossipAdvertise, mc.Profile = m.gossipBind, m.gossipAdvertise, m.profile
 	mc.DevMode, mc.Role, mc.Region = m.dev, m.role, m.region
 	mc.CertFile, mc.KeyFile, mc.CAFile, mc.TLSDir = m.cert, m.key, m.ca, m.tlsDir
-	mc.Policy, mc.MaxHops, mc.FallbackProtocol = m.policy, m.maxHops, m.fallbackProto
+	mc.Policy, mc.MaxHops, mc.FallbackProtocol, mc.ForwardMethod = m.policy, m.maxHops, m.fallbackProto, m.forwardMethod
 	mc.Seeds = splitList(m.join)
 	mc.AdvertiseHTTP = m.advertiseHTTP
 	mc.Preload = splitList(m.preload)
