@@ -3,8 +3,9 @@
 #   - the ONNX Runtime shared library (CPU), from the npm package
 #     onnxruntime-node@1.30.0, into .cache/ort/ (git-ignored);
 #   - Debian packages: libonnx-testdata (published ONNX models used by the
-#     tests), npm (to fetch the runtime), iproute2 and procps (network
-#     namespaces for the mesh tests) when missing;
+#     tests), dataset-fashion-mnist (the federated learning data), npm (to
+#     fetch the runtime), iproute2 and procps (network namespaces for the
+#     mesh tests) when missing;
 #   - tools: staticcheck and nats-server (an external NATS server for the
 #     bus tests and for running against a real NATS), into .cache/bin/;
 #   - the Go module dependencies.
@@ -25,6 +26,8 @@ if [ "$(id -u)" != 0 ]; then SUDO=sudo; fi
 
 need_pkgs=()
 [ -d /usr/share/libonnx-testdata/data/node ] || need_pkgs+=(libonnx-testdata)
+# Fashion-MNIST (IDX files) for the federated learning tests and benchmarks.
+[ -f /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz ] || need_pkgs+=(dataset-fashion-mnist)
 command -v npm >/dev/null || need_pkgs+=(npm)
 # The mesh tests build hosts out of network namespaces (ip, sysctl).
 command -v ip >/dev/null || need_pkgs+=(iproute2)
