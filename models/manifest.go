@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"regexp"
 	"strings"
 	"time"
@@ -57,6 +58,77 @@ type Manifest struct {
 	Labels    map[string]string `json:"labels,omitempty"`
 	CreatedAt time.Time         `json:"created_at"`
 	Lineage   *Lineage          `json:"lineage,omitempty"`
+	// Baseline is the distribution of the input features the version
+	// was trained on, for drift detection at the nodes (optional).
+	Baseline *FeatureBaseline `json:"baseline,omitempty"`
+}
+
+// Limits of a FeatureBaseline.
+const (
+	MaxBaselineFeatures = 1 << 16
+	MaxBaselineBins     = 64
+)
+
+// FeatureBaseline describes, for each feature of a model's single FP32
+// [batch, features] input, the bins of a histogram and the fraction of
+// the training inputs that fell in each. Nodes compare the inputs they
+// see with it (population stability index) to detect drift.
+type FeatureBaseline struct {
+	// Features has one entry per input feature, in input order.
+	Features []FeatureBins `json:"features"`
+}
+
+// FeatureBins is one feature's histogram. Edges are the k-1 ascending,
+// finite, distinct interior boundaries of k bins: bin 0 is
+// (-inf, Edges[0]), bin i is [Edges[i-1], Edges[i]), bin k-1 is
+// [Edges[k-2], +inf). Expected holds the k fractions, each in [0, 1],
+// summing to 1 (within 1e-3). 2 <= k <= MaxBaselineBins.
+type FeatureBins struct {
+	Edges    []float64 `json:"edges"`
+	Expected []float64 `json:"expected"`
+}
+
+// Bin returns the bin of value v.
+func (f *FeatureBins) Bin(v float64) int {
+	lo, hi := 0, len(f.Edges)
+	for lo < hi { // first edge > v
+		mid := (lo + hi) / 2
+		if f.Edges[mid] > v {
+			hi = mid
+		} else {
+			lo = mid + 1
+		}
+	}
+	return lo
+}
+
+// Validate checks the histogram of every feature (see FeatureBins).
+func (b *FeatureBaseline) Validate() error {
+	if len(b.Features) == 0 || len(b.Features) > MaxBaselineFeatures {
+		return fmt.Errorf("baseline has %d features, want 1 to %d", len(b.Features), MaxBaselineFeatures)
+	}
+	for i, f := range b.Features {
+		k := len(f.Expected)
+		if k < 2 || k > MaxBaselineBins || len(f.Edges) != k-1 {
+			return fmt.Errorf("baseline feature %d: %d bins and %d edges, want 2 to %d bins and one edge fewer", i, k, len(f.Edges), MaxBaselineBins)
+		}
+		for j, e := range f.Edges {
+			if math.IsNaN(e) || math.IsInf(e, 0) || (j > 0 && e <= f.Edges[j-1]) {
+				return fmt.Errorf("baseline feature %d: edges %v are not finite and strictly ascending", i, f.Edges)
+			}
+		}
+		var sum float64
+		for _, p := range f.Expected {
+			if math.IsNaN(p) || p < 0 || p > 1 {
+				return fmt.Errorf("baseline feature %d: expected fraction %v is outside [0, 1]", i, p)
+			}
+			sum += p
+		}
+		if math.Abs(sum-1) > 1e-3 {
+			return fmt.Errorf("baseline feature %d: expected fractions sum to %v, want 1", i, sum)
+		}
+	}
+	return nil
 }
 
 var (
@@ -103,6 +175,18 @@ func (m *Manifest) Validate() error {
 	if m.Lineage != nil {
 		if err := m.Lineage.Validate(); err != nil {
 			return bad("lineage: %v", err)
+		}
+	}
+	if m.Baseline != nil {
+		if err := m.Baseline.Validate(); err != nil {
+			return bad("%v", err)
+		}
+		in := m.Signature.Inputs
+		if len(in) != 1 || len(in[0].Shape) != 2 || in[0].Shape[1] < 1 {
+			return bad("a baseline needs a single input of shape [batch, features]")
+		}
+		if int64(len(m.Baseline.Features)) != in[0].Shape[1] {
+			return bad("baseline has %d features, input %q has %d", len(m.Baseline.Features), in[0].Name, in[0].Shape[1])
 		}
 	}
 	return nil

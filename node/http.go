@@ -62,6 +62,8 @@ func (n *Node) routes() http.Handler {
 	mux.HandleFunc("POST /v2/models/{model}/versions/{version}/infer", n.handleInfer)
 	mux.HandleFunc(MethodForward+" /v2/models/{model}/infer", n.handleInfer)
 	mux.HandleFunc(MethodForward+" /v2/models/{model}/versions/{version}/infer", n.handleInfer)
+	mux.HandleFunc("POST /v2/models/{model}/feedback", n.handleFeedback)
+	mux.HandleFunc("POST /v2/models/{model}/versions/{version}/feedback", n.handleFeedback)
 	mux.HandleFunc("GET /v2/models/stats", n.handleStats)
 	mux.HandleFunc("GET /v2/models/{model}/stats", n.handleStats)
 	mux.HandleFunc("GET /v2/models/{model}/versions/{version}/stats", n.handleStats)
@@ -517,6 +519,10 @@ func (n *Node) infer(w http.ResponseWriter, r *http.Request, v *version, hop mes
 		if sv := n.models.shadowOf(v, r.Header.Get(n.requestKeyHeader())); sv != nil {
 			n.mirror(sv, v, req.Inputs, outNames, outs)
 		}
+	}
+
+	if n.fb != nil { // drift, and inputs kept for a label that may come later
+		n.fb.afterInfer(v, req, outs)
 	}
 
 	resp := oip.Response{ModelName: v.manifest.Name, ModelVersion: v.manifest.Version, ID: req.ID, Outputs: outs}

@@ -21,6 +21,22 @@ type metrics struct {
 	modelProvider *prometheus.GaugeVec   // model, version, provider = 1
 	forwards      *prometheus.CounterVec // result: ok | error (a peer's non-200) | failed (nobody answered)
 	syncs         *prometheus.CounterVec // source: disk | peer | object_store | failed
+
+	// Feedback, drift and online learning (node/feedback.go).
+	feedbackExamples   *prometheus.CounterVec // model, source: inputs | id
+	feedbackRejected   *prometheus.CounterVec // code: the HTTP status
+	feedbackAppendLat  prometheus.Histogram
+	feedbackLogBytes   prometheus.Gauge
+	rememberedRequests *prometheus.GaugeVec   // model
+	prequentialLabels  *prometheus.CounterVec // model, version
+	prequentialCorrect *prometheus.CounterVec // model, version
+	prequentialAcc     *prometheus.GaugeVec   // model, version
+	featurePSI         *prometheus.GaugeVec   // model, version, feature (top-k only)
+	driftPSIMax        *prometheus.GaugeVec   // model, version
+	onlineSteps        *prometheus.CounterVec // model
+	onlineExamples     *prometheus.CounterVec // model
+	onlineDropped      *prometheus.CounterVec // model
+	onlineLoss         *prometheus.GaugeVec   // model
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -66,10 +82,55 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		syncs: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "petrel_model_syncs_total", Help: "Model versions installed at the coordinator's request, by where the artifact came from (or failed).",
 		}, []string{"source"}),
+		feedbackExamples: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "petrel_feedback_examples_total", Help: "Labelled examples written to the feedback log, by source: inputs (sent with the label) or id (label for a remembered request).",
+		}, []string{"model", "source"}),
+		feedbackRejected: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "petrel_feedback_rejected_total", Help: "Feedback requests refused, by HTTP status.",
+		}, []string{"code"}),
+		feedbackAppendLat: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "petrel_feedback_append_duration_seconds", Help: "Time to make a feedback request's examples durable (write and, with fsync always, sync).", Buckets: lat,
+		}),
+		feedbackLogBytes: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "petrel_feedback_log_bytes", Help: "Bytes of the feedback log's segment files.",
+		}),
+		rememberedRequests: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "petrel_feedback_remembered_requests", Help: "Inference requests whose inputs are remembered for a label that may arrive later.",
+		}, []string{"model"}),
+		prequentialLabels: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "petrel_prequential_labels_total", Help: "Labels received for requests the version served (prequential evaluation).",
+		}, mv),
+		prequentialCorrect: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "petrel_prequential_correct_total", Help: "Labels that matched the class the version predicted.",
+		}, mv),
+		prequentialAcc: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "petrel_prequential_accuracy", Help: "Fraction of labelled requests the version predicted correctly.",
+		}, mv),
+		featurePSI: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "petrel_feature_psi", Help: "Population stability index of an input feature over the recent window against the version's baseline; only the 16 most drifting features are exported.",
+		}, []string{"model", "version", "feature"}),
+		driftPSIMax: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "petrel_drift_psi_max", Help: "Largest population stability index over the version's input features.",
+		}, mv),
+		onlineSteps: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "petrel_online_learning_steps_total", Help: "SGD steps taken on the local copy of a model.",
+		}, []string{"model"}),
+		onlineExamples: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "petrel_online_learning_examples_total", Help: "Feedback examples the local copy of a model was trained on.",
+		}, []string{"model"}),
+		onlineDropped: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "petrel_online_learning_dropped_total", Help: "Feedback examples not trained on: the queue was full, or the model cannot be trained here.",
+		}, []string{"model"}),
+		onlineLoss: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "petrel_online_learning_loss", Help: "Mean loss of the last online learning step's batch, before the step.",
+		}, []string{"model"}),
 	}
 	if reg != nil {
 		reg.MustRegister(m.requests, m.requestLat, m.queueLat, m.computeLat, m.batchSize,
-			m.cacheHits, m.cacheMisses, m.loadedModels, m.loadedBytes, m.inflight, m.modelProvider, m.forwards, m.syncs)
+			m.cacheHits, m.cacheMisses, m.loadedModels, m.loadedBytes, m.inflight, m.modelProvider, m.forwards, m.syncs,
+			m.feedbackExamples, m.feedbackRejected, m.feedbackAppendLat, m.feedbackLogBytes, m.rememberedRequests,
+			m.prequentialLabels, m.prequentialCorrect, m.prequentialAcc, m.featurePSI, m.driftPSIMax,
+			m.onlineSteps, m.onlineExamples, m.onlineDropped, m.onlineLoss)
 	}
 	return m
 }

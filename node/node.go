@@ -63,7 +63,10 @@ type Node struct {
 	meshOnce sync.Once
 	meshWG   sync.WaitGroup
 	// ctl syncs models from the coordinator (nil without one).
-	ctl      *control
+	ctl *control
+	// fb is feedback and online learning (nil without a feedback
+	// directory).
+	fb       *feedbackState
 	shadowWG sync.WaitGroup
 	// inflight counts inference requests being handled (the gossip load).
 	inflight atomic.Int64
@@ -165,8 +168,13 @@ func (n *Node) Start(ctx context.Context) error {
 			return err
 		}
 	}
+	if err := n.openFeedback(); err != nil { // nothing without a feedback directory
+		n.closeListeners()
+		return err
+	}
 	if err := n.loadInitial(ctx); err != nil {
 		n.closeListeners()
+		n.closeFeedback()
 		return err
 	}
 
@@ -345,6 +353,7 @@ func (n *Node) Shutdown(ctx context.Context) error {
 			n.ctl.stop()
 		}
 		n.shadowWG.Wait()
+		errs = append(errs, n.closeFeedback())
 		n.models.closeAll(ctx)
 		n.stopMesh()
 		n.shutdownErr = errors.Join(errs...)

@@ -58,6 +58,9 @@ type ModelConfig struct {
 	Labels map[string]string `json:"labels,omitempty"`
 	// Golden examples each version must reproduce when it loads.
 	Golden []models.Golden `json:"golden,omitempty"`
+	// Personal lists input features to drop or hash before feedback is
+	// written (see PersonalRule).
+	Personal *PersonalRule `json:"personal,omitempty"`
 }
 
 // RuntimeOverrides are the per-model ONNX Runtime settings.
@@ -113,6 +116,11 @@ func (c *ModelConfig) Validate() error {
 	}
 	if c.Concurrency > 256 {
 		return fmt.Errorf("config: concurrency %d: want at most 256", c.Concurrency)
+	}
+	if c.Personal != nil {
+		if err := c.Personal.validate(); err != nil {
+			return fmt.Errorf("config: personal: %w", err)
+		}
 	}
 	return nil
 }
