@@ -53,6 +53,8 @@ type Config struct {
 	MaxModelBytes int64
 	// Validate configures the validation gate.
 	Validate validate.Options
+	// FL configures federated rounds (held-out data, automatic rounds).
+	FL FLConfig
 	// CIDRs maps client addresses to regions for /v1/route.
 	CIDRs *georoute.CIDRTable
 	// NodeTTL: a node whose status is older than this is not routed to.
@@ -117,6 +119,7 @@ type Coordinator struct {
 
 	ingest *ingest
 	ro     *rolloutController
+	fl     *flState
 
 	// pushMu serialises registry writes of one coordinator (pushes, removals
 	// and garbage collection); KV revisions guard against other ones.
@@ -216,6 +219,10 @@ func (c *Coordinator) Start(ctx context.Context) error {
 		c.Close()
 		return err
 	}
+	if err := c.startFL(ctx); err != nil {
+		c.Close()
+		return err
+	}
 	c.ln, err = net.Listen("tcp", c.cfg.Listen)
 	if err != nil {
 		c.Close()
@@ -272,6 +279,9 @@ func (c *Coordinator) Close() {
 			cancel()
 		}
 		c.wg.Wait()
+		if c.fl != nil {
+			c.fl.wg.Wait()
+		}
 		if c.ingest != nil {
 			c.ingest.stop()
 		}

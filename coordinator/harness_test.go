@@ -76,9 +76,10 @@ type testMesh struct {
 	natsU string
 	// base and pub describe a coordinator running as a separate process
 	// (c is nil then).
-	base string
-	pub  ed25519.PublicKey
-	mesh bool
+	base     string
+	pub      ed25519.PublicKey
+	mesh     bool
+	feedback bool
 }
 
 func (m *testMesh) url() string {
@@ -96,10 +97,11 @@ func (m *testMesh) key() ed25519.PublicKey {
 }
 
 type meshOpts struct {
-	nodes   int
-	mesh    bool   // nodes also gossip and fetch from each other
-	natsURL string // external NATS; "" = embedded
-	mutate  func(*coordinator.Config)
+	nodes    int
+	mesh     bool   // nodes also gossip and fetch from each other
+	feedback bool   // nodes keep a feedback log (federated rounds)
+	natsURL  string // external NATS; "" = embedded
+	mutate   func(*coordinator.Config)
 }
 
 var regions = []struct {
@@ -121,7 +123,7 @@ func newTestMesh(t testing.TB, o meshOpts) *testMesh {
 		o.mutate(&m.cfg)
 	}
 	m.startCoordinator()
-	m.mesh = o.mesh
+	m.mesh, m.feedback = o.mesh, o.feedback
 	if o.mesh {
 		if _, err := meshtls.NewDevCA(filepath.Join(m.dir, "ca"), time.Hour); err != nil {
 			t.Fatal(err)
@@ -168,6 +170,10 @@ func (m *testMesh) addNode(i int) *node.Node {
 	}
 	if m.cfg.NATSURL == "" {
 		cfg.Control.NATS.User, cfg.Control.NATS.Password = "node", "node-password"
+	}
+	if m.feedback {
+		cfg.Feedback.Dir = filepath.Join(m.dir, cfg.ID+"-feedback")
+		cfg.Feedback.Online.Disabled = true // rounds train from the log; keep CPU for them
 	}
 	if m.mesh {
 		mc := &cfg.Mesh
@@ -361,12 +367,16 @@ func (m *testMesh) readyEverywhere(model, ver string, timeout time.Duration) {
 // version that answered.
 func infer(t testing.TB, n *node.Node, model, key string, first float32) (int, string) {
 	t.Helper()
-	vals := make([]string, 64)
+	width := 64
+	if w, ok := inputWidths[model]; ok {
+		width = w
+	}
+	vals := make([]string, width)
 	for i := range vals {
 		vals[i] = "0.25"
 	}
 	vals[0] = fmt.Sprint(first)
-	body := `{"inputs":[{"name":"input","shape":[1,64],"datatype":"FP32","data":[` + strings.Join(vals, ",") + `]}]}`
+	body := `{"inputs":[{"name":"input","shape":[1,` + fmt.Sprint(width) + `],"datatype":"FP32","data":[` + strings.Join(vals, ",") + `]}]}`
 	req, _ := http.NewRequest("POST", "http://"+n.Addr()+"/v2/models/"+model+"/infer", strings.NewReader(body))
 	req.Header.Set("Content-Type", "application/json")
 	if key != "" {
@@ -387,6 +397,10 @@ func infer(t testing.TB, n *node.Node, model, key string, first float32) (int, s
 	}
 	return resp.StatusCode, out.Version
 }
+
+// inputWidths are the input widths of test models other than the
+// 64-wide MLPs.
+var inputWidths = map[string]int{"fashion": 784}
 
 // load sends requests round robin over the nodes with keyed users until
 // stopped; it counts answers by status and version.

@@ -93,6 +93,8 @@ type control struct {
 	failed  map[string]time.Time     // digest -> last failure, for backoff
 	synced  map[string]bool          // models this loop manages
 
+	flSub *nats.Subscription // federated round starts
+
 	kick   chan struct{}
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -135,10 +137,14 @@ func (n *Node) startControl() error {
 	c.wg.Go(c.watch)
 	c.wg.Go(c.reconcileLoop)
 	c.wg.Go(c.reportLoop)
+	c.startFL()
 	return nil
 }
 
 func (c *control) stop() {
+	if c.flSub != nil {
+		c.flSub.Unsubscribe()
+	}
 	c.cancel()
 	c.wg.Wait()
 	c.nc.Close()
@@ -478,7 +484,11 @@ func (c *control) status() bus.NodeStatus {
 	}
 	seen := map[vkey]bool{}
 	for _, v := range n.models.loadedVersions() {
-		st.Models = append(st.Models, bus.ModelStatus{Model: v.manifest.Name, Version: v.manifest.Version, State: StateReady})
+		ms := bus.ModelStatus{Model: v.manifest.Name, Version: v.manifest.Version, State: StateReady}
+		if psi, ok := n.Drift(v.manifest.Name); ok {
+			ms.PSI = psi
+		}
+		st.Models = append(st.Models, ms)
 		seen[vkey{v.manifest.Name, v.manifest.Version}] = true
 	}
 	c.mu.Lock()

@@ -141,6 +141,9 @@ type ModelStatus struct {
 	Version string `json:"version"`
 	State   string `json:"state"`
 	Reason  string `json:"reason,omitempty"`
+	// PSI is the largest feature population stability index of the
+	// version's recent inputs against its baseline (drift), when known.
+	PSI float64 `json:"psi,omitempty"`
 }
 
 // NodeStats is a node's cumulative per-version figures since it started
@@ -434,6 +437,9 @@ func (s *NodeStatus) Validate() error {
 		}
 		if len(m.Reason) > maxText {
 			return invalid("node status %q: model %s/%s: reason longer than %d bytes", s.Node, m.Model, m.Version, maxText)
+		}
+		if m.PSI < 0 || math.IsNaN(m.PSI) || math.IsInf(m.PSI, 0) {
+			return invalid("node status %q: model %s/%s: PSI %v", s.Node, m.Model, m.Version, m.PSI)
 		}
 	}
 	return nil
