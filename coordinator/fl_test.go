@@ -276,10 +276,59 @@ func TestFederatedRoundRejectedByHoldout(t *testing.T) {
 	}
 }
 
+func inferVec(t testing.TB, n *node.Node, model string, x []float32) int {
+	b, _ := json.Marshal(map[string]any{"inputs": []map[string]any{{"name": "input", "datatype": "FP32", "shape": []int{1, len(x)}, "data": x}}})
+	resp, err := http.Post("http://"+n.Addr()+"/v2/models/"+model+"/infer", "application/json", bytes.NewReader(b))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	return resp.StatusCode
+}
+
 func seq(a, b int) []int {
 	out := make([]int, b-a)
 	for i := range out {
 		out[i] = a + i
 	}
 	return out
+}
+
+// TestRoundStartedByDrift: a node whose inputs drift away from the
+// baseline reports it in its status, and the coordinator starts a round
+// of that model by itself.
+func TestRoundStartedByDrift(t *testing.T) {
+	train, test := fashion(t)
+	m := newTestMesh(t, meshOpts{nodes: 2, feedback: true, mutate: func(c *coordinator.Config) {
+		c.FL.Holdout = map[string]*federated.Dataset{"fashion": test.Subset(seq(0, 500))}
+		c.FL.Auto = []coordinator.FLAuto{{Model: "fashion", DriftPSI: 0.5, Cooldown: time.Hour,
+			Round: coordinator.RoundRequest{Fraction: 1, MinClients: 1, Deadline: "5s", LR: 0.05, Epochs: 1}}}
+	}})
+	base, _ := federated.NewModel(federated.Spec{Family: "softmax", Sizes: []int{784, 10}}, 1)
+	v1, _ := base.MarshalONNX()
+	m.push(pushToken, "fashion", "1", v1, nil, nil)
+	m.api("POST", "/v1/models/fashion/deploy", pushToken, coordinator.DeployRequest{Version: "1"}, nil)
+	m.readyEverywhere("fashion", "1", 30*time.Second)
+	postFeedback(t, m.nodes[0], "fashion", train.Subset(seq(0, 200)))
+	// 50 requests like the training data (the baseline), then 50 of
+	// photographic negatives: the inputs drift.
+	for i := 0; i < 100; i++ {
+		x := append([]float32(nil), test.X[i*784:(i+1)*784]...)
+		if i >= 50 {
+			for j := range x {
+				x[j] = 1 - x[j]
+			}
+		}
+		if st := inferVec(t, m.nodes[0], "fashion", x); st != 200 {
+			t.Fatalf("infer: %d", st)
+		}
+	}
+	var rounds []coordinator.Round
+	waitFor(t, 20*time.Second, "a drift-triggered round", func() (bool, string) {
+		m.api("GET", "/v1/rounds?model=fashion", readToken, nil, &rounds)
+		return len(rounds) > 0, ""
+	})
+	if !strings.HasPrefix(rounds[0].Trigger, "drift (node node-0 PSI") || rounds[0].Actor != "coordinator" {
+		t.Fatalf("round %+v", rounds[0])
+	}
 }

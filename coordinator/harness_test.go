@@ -174,6 +174,7 @@ func (m *testMesh) addNode(i int) *node.Node {
 	if m.feedback {
 		cfg.Feedback.Dir = filepath.Join(m.dir, cfg.ID+"-feedback")
 		cfg.Feedback.Online.Disabled = true // rounds train from the log; keep CPU for them
+		cfg.Feedback.DriftBaseline, cfg.Feedback.DriftWindow = 50, 50
 	}
 	if m.mesh {
 		mc := &cfg.Mesh
