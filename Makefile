@@ -71,6 +71,12 @@ fuzz: setup
 	$(GO) test -run='^$$' -fuzz='^FuzzDecodeRollout$$' -fuzztime=$(FUZZTIME) ./coordinator/rollout/
 	$(GO) test -run='^$$' -fuzz='^FuzzVerifyManifest$$' -fuzztime=$(FUZZTIME) ./models/
 	$(GO) test -run='^$$' -fuzz='^FuzzParseGoldenFile$$' -fuzztime=$(FUZZTIME) ./models/golden/
+	$(GO) test -run='^$$' -fuzz='^FuzzDecodeUpdate$$' -fuzztime=$(FUZZTIME) ./coordinator/bus/
+	$(GO) test -run='^$$' -fuzz='^FuzzLoadIDX$$' -fuzztime=$(FUZZTIME) ./federated/
+	$(GO) test -run='^$$' -fuzz='^FuzzParse$$' -fuzztime=$(FUZZTIME) ./models/onnx/
+	$(GO) test -run='^$$' -fuzz='^FuzzDecodeRecord$$' -fuzztime=$(FUZZTIME) ./node/feedback/
+	for f in FuzzDecode FuzzDecodeAdvertiseKeys FuzzDecodePublicKeys FuzzDecodeShareKeys FuzzDecodeCiphertexts FuzzDecodeMaskedInput FuzzDecodeUnmaskRequest FuzzDecodeUnmaskResponse; do \
+		$(GO) test -run='^$$' -fuzz="^$$f\$$" -fuzztime=$(FUZZTIME) ./federated/secagg/ || exit 1; done
 
 # Benchmarks recorded in docs/PERFORMANCE.md.
 bench: build

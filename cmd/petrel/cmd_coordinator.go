@@ -10,11 +10,13 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/petrel-mesh/petrel/coordinator"
 	"github.com/petrel-mesh/petrel/coordinator/bus"
 	"github.com/petrel-mesh/petrel/coordinator/georoute"
+	"github.com/petrel-mesh/petrel/federated"
 	"github.com/petrel-mesh/petrel/models"
 	"github.com/petrel-mesh/petrel/models/ort"
 )
@@ -53,6 +55,20 @@ func runCoordinator(ctx context.Context, e *env, args []string) int {
 	pubOut := fs.String("public-key-out", "", "write the public key nodes verify manifests with here (default <data-dir>/coordinator.pub)")
 	budget := fs.Duration("latency-budget", 50*time.Millisecond, "validation gate: p50 latency budget of one request")
 	cidrs := fs.String("cidr-table", "", "file of 'CIDR REGION [lat,lon]' lines: where client addresses are, for /v1/route")
+	var holdouts []string
+	fs.Func("fl-holdout", "federated rounds: MODEL=DIR of held-out IDX files (t10k-images-idx3-ubyte[.gz], t10k-labels-idx1-ubyte[.gz]) a trained version is checked on; repeatable", func(s string) error {
+		holdouts = append(holdouts, s)
+		return nil
+	})
+	var autos []coordinator.FLAuto
+	fs.Func("fl-auto", "automatic rounds: MODEL:every=1h,drift=0.25,cooldown=30m[,fraction=0.1,min-clients=2,deadline=2m,strategy=fedavg,epochs=1,lr=0.05,rollout=10/50/100]; repeatable", func(s string) error {
+		a, err := parseFLAuto(s)
+		if err != nil {
+			return err
+		}
+		autos = append(autos, a)
+		return nil
+	})
 	lib := fs.String("ort-lib", "", "path of libonnxruntime.so (default: $PETREL_ORT_LIB, then the setup cache)")
 	logLevel := fs.String("log-level", "info", "debug|info|warn|error")
 	logJSON := fs.Bool("log-json", false, "log as JSON")
@@ -112,6 +128,26 @@ func runCoordinator(ctx context.Context, e *env, args []string) int {
 			return fail(2, "--cidr-table %s: %v", *cidrs, err)
 		}
 	}
+	for _, h := range holdouts {
+		model, dir, ok := strings.Cut(h, "=")
+		if !ok || !models.ValidName(model) || dir == "" {
+			return fail(2, "--fl-holdout %q: want MODEL=DIR", h)
+		}
+		_, test, err := federated.LoadFashionMNIST(dir)
+		if err != nil {
+			return fail(2, "--fl-holdout %s: %v", h, err)
+		}
+		if cfg.FL.Holdout == nil {
+			cfg.FL.Holdout = map[string]*federated.Dataset{}
+		}
+		cfg.FL.Holdout[model] = test
+	}
+	for _, a := range autos {
+		if cfg.FL.Holdout[a.Model] == nil {
+			return fail(2, "--fl-auto %s: the model needs --fl-holdout %s=DIR too", a.Model, a.Model)
+		}
+	}
+	cfg.FL.Auto = autos
 	if _, err := ort.Init(*lib); err != nil {
 		return fail(1, "%v", err)
 	}
@@ -134,4 +170,55 @@ func runCoordinator(ctx context.Context, e *env, args []string) int {
 	log.Info("coordinator stopping")
 	c.Close()
 	return 0
+}
+
+// parseFLAuto parses --fl-auto MODEL:key=value,...
+func parseFLAuto(s string) (coordinator.FLAuto, error) {
+	var a coordinator.FLAuto
+	model, rest, ok := strings.Cut(s, ":")
+	if !ok || !models.ValidName(model) {
+		return a, fmt.Errorf("%q: want MODEL:every=1h,drift=0.25,...", s)
+	}
+	a.Model, a.Round.Model, a.Cooldown = model, model, 30*time.Minute
+	for _, kv := range strings.Split(rest, ",") {
+		k, v, ok := strings.Cut(kv, "=")
+		if !ok {
+			return a, fmt.Errorf("%q: %q is not key=value", s, kv)
+		}
+		var err error
+		switch k {
+		case "every":
+			a.Every, err = time.ParseDuration(v)
+		case "cooldown":
+			a.Cooldown, err = time.ParseDuration(v)
+		case "drift":
+			a.DriftPSI, err = strconv.ParseFloat(v, 64)
+		case "fraction":
+			a.Round.Fraction, err = strconv.ParseFloat(v, 64)
+		case "min-clients":
+			a.Round.MinClients, err = strconv.Atoi(v)
+		case "deadline":
+			a.Round.Deadline = v
+		case "strategy":
+			a.Round.Strategy = v
+		case "epochs":
+			a.Round.Epochs, err = strconv.Atoi(v)
+		case "lr":
+			a.Round.LR, err = strconv.ParseFloat(v, 64)
+		case "rollout":
+			a.Round.RolloutSteps = strings.ReplaceAll(v, "/", ",")
+		default:
+			return a, fmt.Errorf("%q: unknown key %q", s, k)
+		}
+		if err != nil {
+			return a, fmt.Errorf("%q: %s: %v", s, k, err)
+		}
+	}
+	if a.Every <= 0 && a.DriftPSI <= 0 {
+		return a, fmt.Errorf("%q: give every=DURATION and/or drift=PSI", s)
+	}
+	if a.Every < 0 || a.Cooldown < 0 || a.DriftPSI < 0 {
+		return a, fmt.Errorf("%q: negative values", s)
+	}
+	return a, nil
 }

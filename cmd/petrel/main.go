@@ -38,6 +38,7 @@ func commands() []command {
 		{"rollout", "canary rollouts: start, status, pause, resume, promote, rollback", runRollout},
 		{"route", "ask the coordinator for the nearest nodes serving a model", runRoute},
 		{"audit", "list the audit trail", runAudit},
+		{"fl", "federated learning: round start, status, bench", runFL},
 		{"bench", "load generator: concurrency sweep, throughput and latency percentiles", runBench},
 		{"cert", "mesh credentials: ca --dir D, node --ca-dir D --id ID, gossip-key", runCert},
 		{"version", "print the version", runVersion},
