@@ -177,7 +177,7 @@ func parseFLAuto(s string) (coordinator.FLAuto, error) {
 	var a coordinator.FLAuto
 	model, rest, ok := strings.Cut(s, ":")
 	if !ok || !models.ValidName(model) {
-		return a, fmt.Errorf("%q: want MODEL:every=1h,drift=0.25,...", s)
+		return a, fmt.Errorf("%q: want MODEL:key=value,... such as fashion:every=1h,drift=0.25", s)
 	}
 	a.Model, a.Round.Model, a.Cooldown = model, model, 30*time.Minute
 	for _, kv := range strings.Split(rest, ",") {

@@ -73,7 +73,7 @@ func MaxScale(n int, clip float64) float64 {
 	if n < 1 || !(clip > 0) || math.IsInf(clip, 0) {
 		return 0
 	}
-	q := math.Floor(float64(maxSum / n))
+	q := float64(maxSum / n)
 	s := q / clip
 	// Division may round up; step down until the bound holds.
 	for s > 0 && float64(n)*math.Floor(clip*s) > maxSum {

@@ -398,7 +398,8 @@ func (l *Log) create(seq uint64) error {
 	var hdr [segHeader]byte
 	copy(hdr[:], segMagic[:])
 	binary.LittleEndian.PutUint32(hdr[8:], segVersion)
-	if _, err := f.Write(hdr[:]); err == nil {
+	_, err = f.Write(hdr[:])
+	if err == nil {
 		err = f.Sync()
 	}
 	if err == nil {

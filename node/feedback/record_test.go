@@ -27,7 +27,7 @@ func TestFrameRoundTrip(t *testing.T) {
 	}
 	cases := []Record{
 		record("m", 1, 1),
-		{Model: "mlp-small", Version: "v2.1", Inputs: []float32{-0.0, 1e-38, 3.4e38}, Label: math.MaxInt32, Time: time.Date(2261, 1, 1, 0, 0, 0, 0, time.UTC)},
+		{Model: "mlp-small", Version: "v2.1", Inputs: []float32{float32(math.Copysign(0, -1)), 1e-38, 3.4e38}, Label: math.MaxInt32, Time: time.Date(2261, 1, 1, 0, 0, 0, 0, time.UTC)},
 		{Model: "a", Version: "1", RequestID: "ünïcode-id/with spaces", Inputs: long, Label: 0, Time: time.Date(1678, 1, 1, 0, 0, 0, 1, time.UTC)},
 		{Model: "m", Version: "1", RequestID: strings.Repeat("x", MaxRequestIDBytes), Inputs: []float32{1}, Time: time.Unix(0, 0).UTC()},
 	}
