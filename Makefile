@@ -11,7 +11,7 @@ export CGO_ENABLED := 1
 REPO_DIR := .cache/sample-repo
 LISTEN ?= 127.0.0.1:8000
 
-.PHONY: setup build run run-node test vet lint unit fuzz bench clean
+.PHONY: setup build wasm-examples run run-node test vet lint unit fuzz bench clean
 
 setup: .cache/.setup-done
 
@@ -19,8 +19,17 @@ setup: .cache/.setup-done
 	./scripts/setup.sh
 	touch $@
 
-build: setup
+build: setup wasm-examples
 	$(GO) build -trimpath -o $(BIN) ./cmd/petrel
+
+# The example WebAssembly transforms (models/wasm/examples), built as WASI
+# reactors into .cache/wasm/<name>.wasm. Nothing prebuilt is committed.
+WASM_EXAMPLES := $(notdir $(wildcard models/wasm/examples/*))
+wasm-examples:
+	@mkdir -p .cache/wasm
+	for e in $(WASM_EXAMPLES); do \
+		CGO_ENABLED=0 GOOS=wasip1 GOARCH=wasm $(GO) build -trimpath -buildmode=c-shared \
+			-o .cache/wasm/$$e.wasm ./models/wasm/examples/$$e || exit 1; done
 
 # The main job: the all-in-one local mesh.
 run: build

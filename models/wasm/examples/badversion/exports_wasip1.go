@@ -1,0 +1,17 @@
+//go:build wasip1
+
+package main
+
+import "github.com/petrel-mesh/petrel/models/wasm/guest"
+
+//go:wasmexport petrel_abi_version
+func abiVersion() uint32 { return 2 }
+
+//go:wasmexport petrel_alloc
+func alloc(n uint32) uint32 { return guest.Alloc(n) }
+
+//go:wasmexport petrel_pre
+func pre(ctPtr, ctLen, bodyPtr, bodyLen uint32) uint64 {
+	defer guest.EndCall()
+	return guest.Failure("unreachable")
+}

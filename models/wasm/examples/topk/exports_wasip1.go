@@ -1,0 +1,37 @@
+//go:build wasip1
+
+package main
+
+import (
+	"errors"
+
+	"github.com/petrel-mesh/petrel/models/wasm/guest"
+)
+
+var (
+	names = parseLabels(labels)
+	k     = parseK(topK)
+)
+
+//go:wasmexport petrel_abi_version
+func abiVersion() uint32 { return guest.ABIVersion }
+
+//go:wasmexport petrel_alloc
+func alloc(n uint32) uint32 { return guest.Alloc(n) }
+
+//go:wasmexport petrel_post
+func post(framePtr, frameLen, acceptPtr, acceptLen uint32) uint64 {
+	defer guest.EndCall()
+	ts, err := guest.DecodeFrame(guest.Bytes(framePtr, frameLen))
+	if err != nil {
+		return guest.Failure(err.Error())
+	}
+	ct, body, err := transform(names, k, ts, string(guest.Bytes(acceptPtr, acceptLen)))
+	if errors.Is(err, errClient) {
+		return guest.ClientError(err.Error())
+	}
+	if err != nil {
+		return guest.Failure(err.Error())
+	}
+	return guest.Ok(guest.EncodeBody(ct, body))
+}

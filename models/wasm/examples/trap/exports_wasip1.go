@@ -1,0 +1,26 @@
+//go:build wasip1
+
+package main
+
+import "github.com/petrel-mesh/petrel/models/wasm/guest"
+
+//go:wasmexport petrel_abi_version
+func abiVersion() uint32 { return guest.ABIVersion }
+
+//go:wasmexport petrel_alloc
+func alloc(n uint32) uint32 { return guest.Alloc(n) }
+
+type node struct{ next *node }
+
+var head *node
+
+//go:wasmexport petrel_pre
+func pre(ctPtr, ctLen, bodyPtr, bodyLen uint32) uint64 {
+	if string(guest.Bytes(bodyPtr, bodyLen)) == "panic" {
+		panic("trap guest: deliberate panic")
+	}
+	if head.next != nil {
+		return 1
+	}
+	return 0
+}

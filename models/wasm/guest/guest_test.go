@@ -1,0 +1,71 @@
+package guest
+
+import (
+	"bytes"
+	"errors"
+	"testing"
+)
+
+func TestPackUnpack(t *testing.T) {
+	tests := []struct{ ptr, n, status uint32 }{
+		{0, 0, StatusOK}, {0x1000, 5, StatusClientError}, {0xffffffff, MaxLen, StatusFailure}, {7, 1 << 20, StatusOK},
+	}
+	for _, tc := range tests {
+		p, n, s := Unpack(Pack(tc.ptr, tc.n, tc.status))
+		if p != tc.ptr || n != tc.n || s != tc.status {
+			t.Errorf("Unpack(Pack(%d, %d, %d)) = %d, %d, %d", tc.ptr, tc.n, tc.status, p, n, s)
+		}
+	}
+}
+
+func TestBodyRoundTrip(t *testing.T) {
+	b := EncodeBody("application/json", []byte(`{"a":1}`))
+	ct, body, err := DecodeBody(b)
+	if err != nil || ct != "application/json" || string(body) != `{"a":1}` {
+		t.Fatalf("DecodeBody = %q, %q, %v", ct, body, err)
+	}
+	if _, _, err := DecodeBody([]byte{9, 0, 0, 0, 'x'}); !errors.Is(err, ErrFrame) {
+		t.Fatalf("truncated body: %v, want ErrFrame", err)
+	}
+}
+
+func TestFrameLimits(t *testing.T) {
+	ts := []Tensor{{Name: "x", DataType: "FP32", Shape: []int64{1}, Data: []byte{0, 0, 0, 0}}}
+	b, err := EncodeFrame(ts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := DecodeFrame(b)
+	if err != nil || len(got) != 1 || got[0].Name != "x" || !bytes.Equal(got[0].Data, ts[0].Data) {
+		t.Fatalf("DecodeFrame = %+v, %v", got, err)
+	}
+	tests := map[string][]byte{
+		"too many tensors": {0xff, 0xff, 0, 0},
+		"rank too high":    {1, 0, 0, 0, 1, 0, 'x', 4, 'F', 'P', '3', '2', 17},
+		"huge data length": {1, 0, 0, 0, 1, 0, 'x', 4, 'F', 'P', '3', '2', 0, 0xff, 0xff, 0xff, 0x7f},
+		"empty":            {},
+	}
+	for name, b := range tests {
+		if _, err := DecodeFrame(b); !errors.Is(err, ErrFrame) {
+			t.Errorf("%s: err = %v, want ErrFrame", name, err)
+		}
+	}
+	if _, err := EncodeFrame([]Tensor{{Name: "x", Shape: make([]int64, MaxRank+1)}}); err == nil {
+		t.Error("EncodeFrame accepted rank 17")
+	}
+}
+
+func FuzzDecodeFrame(f *testing.F) {
+	b, _ := EncodeFrame([]Tensor{{Name: "x", DataType: "FP32", Shape: []int64{1}, Data: []byte{0, 0, 0, 0}}})
+	f.Add(b)
+	f.Fuzz(func(t *testing.T, b []byte) {
+		ts, err := DecodeFrame(b)
+		if err != nil {
+			return
+		}
+		again, err := EncodeFrame(ts)
+		if err != nil || !bytes.Equal(again, b) {
+			t.Fatalf("re-encoding a decoded frame: %v (equal %v)", err, bytes.Equal(again, b))
+		}
+	})
+}
