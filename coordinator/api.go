@@ -21,6 +21,7 @@ import (
 	"github.com/petrel-mesh/petrel/coordinator/bus"
 	"github.com/petrel-mesh/petrel/coordinator/georoute"
 	"github.com/petrel-mesh/petrel/coordinator/rollout"
+	"github.com/petrel-mesh/petrel/coordinator/validate"
 	"github.com/petrel-mesh/petrel/models"
 	"github.com/petrel-mesh/petrel/models/golden"
 	"github.com/petrel-mesh/petrel/routing"
@@ -222,7 +223,9 @@ func (c *Coordinator) handleVersion(w http.ResponseWriter, r *http.Request, _ *T
 }
 
 // handlePush takes multipart/form-data: "model" (the ONNX file), optional
-// "golden" (JSON), "labels" (k=v,k=v), "allow_breaking" (true).
+// "golden" (JSON, with an optional "predict" array), "labels" (k=v,k=v),
+// "allow_breaking" (true), "pre" and "post" (WebAssembly transforms) and
+// "grants" ("pre=clock,post=random+clock"; see ParseGrants).
 func (c *Coordinator) handlePush(w http.ResponseWriter, r *http.Request, tok *Token) {
 	req, err := c.parsePush(w, r)
 	if err != nil {
@@ -244,6 +247,7 @@ func (c *Coordinator) handlePush(w http.ResponseWriter, r *http.Request, tok *To
 
 func (c *Coordinator) parsePush(w http.ResponseWriter, r *http.Request) (*PushRequest, error) {
 	req := &PushRequest{Name: r.PathValue("model"), Version: r.PathValue("version")}
+	var grants map[string][]string
 	mt, params, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
 	if err != nil || mt != "multipart/form-data" || params["boundary"] == "" {
 		return nil, badRequest("want a multipart/form-data body with a \"model\" file part")
@@ -263,8 +267,11 @@ func (c *Coordinator) parsePush(w http.ResponseWriter, r *http.Request) (*PushRe
 			return nil, badRequest("multipart body: %v", err)
 		}
 		var lim int64 = 1 << 20
-		if p.FormName() == "model" {
+		switch p.FormName() {
+		case "model":
 			lim = c.cfg.MaxModelBytes
+		case "pre", "post":
+			lim = models.MaxTransformBytes
 		}
 		b, err := io.ReadAll(io.LimitReader(p, lim+1))
 		if err != nil {
@@ -281,11 +288,34 @@ func (c *Coordinator) parsePush(w http.ResponseWriter, r *http.Request) (*PushRe
 		case "model":
 			req.Model = b
 		case "golden":
+			pe, err := validate.ParsePredictExamples(b)
+			if err != nil {
+				return nil, badRequest("%v", err)
+			}
+			req.Predict = pe
+			if len(pe) > 0 && !hasGoldenField(b) {
+				break // a file of predict examples only
+			}
 			g, err := golden.ParseGoldenFile(b)
 			if err != nil {
 				return nil, badRequest("golden file: %v", err)
 			}
 			req.Golden = g
+		case "pre", "post":
+			if len(b) == 0 {
+				return nil, badRequest("part %q is empty", p.FormName())
+			}
+			if p.FormName() == "pre" {
+				req.Pre = &validate.TransformModule{Wasm: b}
+			} else {
+				req.Post = &validate.TransformModule{Wasm: b}
+			}
+		case "grants":
+			g, err := ParseGrants(string(b))
+			if err != nil {
+				return nil, badRequest("%v", err)
+			}
+			grants = g
 		case "labels":
 			l, err := ParseLabels(string(b))
 			if err != nil {
@@ -295,13 +325,73 @@ func (c *Coordinator) parsePush(w http.ResponseWriter, r *http.Request) (*PushRe
 		case "allow_breaking":
 			req.AllowBreaking = strings.TrimSpace(string(b)) == "true"
 		default:
-			return nil, badRequest("unknown part %q (model, golden, labels, allow_breaking)", p.FormName())
+			return nil, badRequest("unknown part %q (model, golden, labels, allow_breaking, pre, post, grants)", p.FormName())
 		}
 	}
 	if req.Model == nil {
 		return nil, badRequest("the push has no \"model\" part")
 	}
+	for stage, gs := range grants {
+		t := req.Pre
+		if stage == "post" {
+			t = req.Post
+		}
+		if t == nil {
+			if len(gs) > 0 {
+				return nil, badRequest("grants for %q, but the push has no %q part", stage, stage)
+			}
+			continue
+		}
+		t.Grants = gs
+	}
 	return req, nil
+}
+
+// hasGoldenField reports whether a golden file is an array or an object
+// with a "golden" field (rather than predict examples only).
+func hasGoldenField(b []byte) bool {
+	var obj map[string]json.RawMessage
+	if json.Unmarshal(b, &obj) != nil {
+		return true // let the golden parser say what is wrong
+	}
+	_, ok := obj["golden"]
+	return ok
+}
+
+// ParseGrants parses the "grants" part of a push: comma-separated
+// stage=grants, the grants of one stage joined by '+', e.g.
+// "pre=clock,post=clock+random" or "pre=" (none). Stages are pre and
+// post; grants are clock and random.
+func ParseGrants(s string) (map[string][]string, error) {
+	s = strings.TrimSpace(s)
+	out := map[string][]string{}
+	if s == "" {
+		return out, nil
+	}
+	for _, kv := range strings.Split(s, ",") {
+		stage, list, ok := strings.Cut(strings.TrimSpace(kv), "=")
+		if !ok || (stage != "pre" && stage != "post") {
+			return nil, fmt.Errorf("grants %q: want pre=GRANTS or post=GRANTS, GRANTS being clock and random joined by '+'", kv)
+		}
+		if _, dup := out[stage]; dup {
+			return nil, fmt.Errorf("grants for %q given twice", stage)
+		}
+		gs := []string{}
+		for g := range strings.SplitSeq(list, "+") {
+			if g = strings.TrimSpace(g); g == "" {
+				continue
+			}
+			if !models.ValidGrant(g) {
+				return nil, fmt.Errorf("grants for %q: unknown grant %q (clock, random)", stage, g)
+			}
+			if slices.Contains(gs, g) {
+				return nil, fmt.Errorf("grants for %q: %q given twice", stage, g)
+			}
+			gs = append(gs, g)
+		}
+		out[stage] = gs
+	}
+	return out, nil
 }
 
 // ParseLabels parses "k=v,k=v".

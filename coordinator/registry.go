@@ -33,6 +33,11 @@ type PushRequest struct {
 	Nodes   []string
 	Samples int64
 	Actor   string
+	// Pre and Post are the optional WebAssembly transforms (multipart
+	// parts "pre" and "post", grants in "grants"); Predict are the
+	// golden file's predict examples (see validate.PredictExample).
+	Pre, Post *validate.TransformModule
+	Predict   []validate.PredictExample
 }
 
 // PushResult is what a push produced: the signed manifest, or the
@@ -83,6 +88,9 @@ func (c *Coordinator) Push(ctx context.Context, req PushRequest) (*PushResult, e
 	if err != nil {
 		return nil, fmt.Errorf("validation: %w", err)
 	}
+	if err := validate.Transforms(ctx, rep, req.Model, req.Pre, req.Post, req.Predict, req.Golden, c.cfg.Validate); err != nil {
+		return nil, fmt.Errorf("validation: %w", err)
+	}
 	ev := bus.AuditEvent{Kind: "validate", Actor: req.Actor, Model: req.Name, Version: req.Version, OK: rep.OK, Detail: rep.Reason,
 		Fields: map[string]string{"compatibility": rep.Compatibility, "golden": rep.Golden, "latency_p50": rep.LatencyP50.String()}}
 	if !rep.OK {
@@ -98,6 +106,9 @@ func (c *Coordinator) Push(ctx context.Context, req PushRequest) (*PushResult, e
 	if prev != nil {
 		man.Lineage.Parent = prev.Version
 	}
+	if req.Pre != nil || req.Post != nil {
+		man.Transforms = &models.Transforms{Pre: req.Pre.Spec(), Post: req.Post.Spec()}
+	}
 	if err := man.Validate(); err != nil {
 		return nil, badRequest("%v", err)
 	}
@@ -110,6 +121,14 @@ func (c *Coordinator) Push(ctx context.Context, req PushRequest) (*PushResult, e
 	// half-written version.
 	if _, err := c.b.PutArtifact(ctx, man.Digest, bytes.NewReader(req.Model)); err != nil {
 		return nil, fmt.Errorf("store artifact: %w", err)
+	}
+	for _, t := range []*validate.TransformModule{req.Pre, req.Post} {
+		if t == nil {
+			continue
+		}
+		if _, err := c.b.PutArtifact(ctx, models.DigestBytes(t.Wasm), bytes.NewReader(t.Wasm)); err != nil {
+			return nil, fmt.Errorf("store transform: %w", err)
+		}
 	}
 	sm := bus.SignedManifest{Manifest: mj, Signature: sig, KeyID: c.signer.KeyID()}
 	raw, err := json.Marshal(sm)
@@ -337,13 +356,15 @@ func (c *Coordinator) removeVersion(ctx context.Context, m *models.Manifest, act
 	if err := c.b.Registry.Purge(ctx, registryKey(m.Name, m.Version)); err != nil {
 		return fmt.Errorf("remove manifest %s: %w", registryKey(m.Name, m.Version), err)
 	}
-	shared, err := c.digestInUse(ctx, m.Digest)
-	if err != nil {
-		return err
-	}
-	if !shared {
-		if err := c.b.DeleteArtifact(ctx, m.Digest); err != nil {
-			c.log.Warn("artifact not deleted", "digest", m.Digest, "err", err)
+	for _, d := range append([]string{m.Digest}, m.Transforms.Digests()...) {
+		shared, err := c.digestInUse(ctx, d)
+		if err != nil {
+			return err
+		}
+		if !shared {
+			if err := c.b.DeleteArtifact(ctx, d); err != nil {
+				c.log.Warn("artifact not deleted", "digest", d, "err", err)
+			}
 		}
 	}
 	c.audit(ctx, bus.AuditEvent{Kind: "rm", Actor: actor, Model: m.Name, Version: m.Version, OK: true, Detail: why,
@@ -367,9 +388,10 @@ func (c *Coordinator) digestInUse(ctx context.Context, digest string) (bool, err
 			continue
 		}
 		var m struct {
-			Digest string `json:"digest"`
+			Digest     string             `json:"digest"`
+			Transforms *models.Transforms `json:"transforms"`
 		}
-		if json.Unmarshal(sm.Manifest, &m) == nil && m.Digest == digest {
+		if json.Unmarshal(sm.Manifest, &m) == nil && (m.Digest == digest || slices.Contains(m.Transforms.Digests(), digest)) {
 			return true, nil
 		}
 	}

@@ -61,6 +61,108 @@ type Manifest struct {
 	// Baseline is the distribution of the input features the version
 	// was trained on, for drift detection at the nodes (optional).
 	Baseline *FeatureBaseline `json:"baseline,omitempty"`
+	// Transforms are the optional WebAssembly pre- and post-processing
+	// modules of the version (docs/transforms.md). Their digests are part
+	// of the signed manifest, so a node verifies each module before
+	// compiling it.
+	Transforms *Transforms `json:"transforms,omitempty"`
+}
+
+// Transforms names a version's pre-processing module (request body to
+// input tensors) and post-processing module (output tensors to response
+// body). Either may be absent, not both.
+type Transforms struct {
+	Pre  *Transform `json:"pre,omitempty"`
+	Post *Transform `json:"post,omitempty"`
+}
+
+// Transform is one WebAssembly (WASI) module of a version.
+type Transform struct {
+	// Digest is "sha256:<hex>" of the .wasm file.
+	Digest string `json:"digest"`
+	// Grants are the capabilities the module may use beyond pure
+	// computation: GrantClock, GrantRandom. None by default.
+	Grants []string `json:"grants,omitempty"`
+	// Size is the .wasm file's length in bytes.
+	Size int64 `json:"size"`
+}
+
+// Transform grants: what a transform module may see of the host.
+const (
+	GrantClock  = "clock"  // wall and monotonic clocks
+	GrantRandom = "random" // a source of random bytes
+)
+
+// MaxTransformBytes bounds one transform module.
+const MaxTransformBytes = 32 << 20
+
+// ValidGrant reports whether g names a known transform grant.
+func ValidGrant(g string) bool { return g == GrantClock || g == GrantRandom }
+
+// Has reports whether the transform is granted g.
+func (t *Transform) Has(g string) bool {
+	for _, x := range t.Grants {
+		if x == g {
+			return true
+		}
+	}
+	return false
+}
+
+// Validate checks the digest, size and grants of a transform.
+func (t *Transform) Validate() error {
+	if !digestRE.MatchString(t.Digest) {
+		return fmt.Errorf("digest %q: want sha256:<64 hex digits>", t.Digest)
+	}
+	if t.Size <= 0 || t.Size > MaxTransformBytes {
+		return fmt.Errorf("size %d: want 1 to %d bytes", t.Size, MaxTransformBytes)
+	}
+	seen := map[string]bool{}
+	for _, g := range t.Grants {
+		if !ValidGrant(g) {
+			return fmt.Errorf("grant %q: want %q or %q", g, GrantClock, GrantRandom)
+		}
+		if seen[g] {
+			return fmt.Errorf("grant %q given twice", g)
+		}
+		seen[g] = true
+	}
+	return nil
+}
+
+// Validate checks that at least one transform is present and each is
+// valid.
+func (t *Transforms) Validate() error {
+	if t.Pre == nil && t.Post == nil {
+		return errors.New("transforms: neither pre nor post is given")
+	}
+	for _, x := range []struct {
+		stage string
+		t     *Transform
+	}{{"pre", t.Pre}, {"post", t.Post}} {
+		if x.t == nil {
+			continue
+		}
+		if err := x.t.Validate(); err != nil {
+			return fmt.Errorf("transforms: %s: %w", x.stage, err)
+		}
+	}
+	return nil
+}
+
+// Digests lists the digests of the transforms present, pre first.
+func (t *Transforms) Digests() []string {
+	var out []string
+	if t == nil {
+		return nil
+	}
+	if t.Pre != nil {
+		out = append(out, t.Pre.Digest)
+	}
+	if t.Post != nil {
+		out = append(out, t.Post.Digest)
+	}
+	return out
 }
 
 // Limits of a FeatureBaseline.
@@ -187,6 +289,11 @@ func (m *Manifest) Validate() error {
 		}
 		if int64(len(m.Baseline.Features)) != in[0].Shape[1] {
 			return bad("baseline has %d features, input %q has %d", len(m.Baseline.Features), in[0].Name, in[0].Shape[1])
+		}
+	}
+	if m.Transforms != nil {
+		if err := m.Transforms.Validate(); err != nil {
+			return bad("%v", err)
 		}
 	}
 	return nil

@@ -62,6 +62,10 @@ type Config struct {
 	// detection and online learning; the zero value (no Dir) turns them
 	// all off.
 	Feedback FeedbackConfig
+	// TransformCacheDir is where compiled WebAssembly transforms are cached
+	// across restarts. Default: <Mesh.BlobDir>/wasm-cache on a mesh node
+	// with a blob directory, else <os.TempDir()>/petrel-<ID>-wasm.
+	TransformCacheDir string
 	// ShutdownTimeout bounds the drain on shutdown. Default 30 s.
 	ShutdownTimeout time.Duration
 	// Logger and Registry are passed in; nil means slog.Default() and no

@@ -388,52 +388,88 @@ func (c *control) install(ctx context.Context, b *bus.Buckets, name string, dv b
 	if err := models.VerifyArtifact(man, art); err != nil {
 		return "", err
 	}
-	if err := c.n.models.installSynced(ctx, man, art); err != nil {
+	ts, err := c.fetchTransforms(ctx, b, name, man)
+	if err != nil {
+		return "", err
+	}
+	if err := c.n.models.installSynced(ctx, man, art, ts); err != nil {
 		return "", err
 	}
 	return src, nil
 }
 
+// fetchTransforms fetches the manifest's transform modules like the
+// model file, verifies each against its signed digest and size, and
+// compiles them (nil when the manifest has none).
+func (c *control) fetchTransforms(ctx context.Context, b *bus.Buckets, name string, man *models.Manifest) (*transformSet, error) {
+	spec := man.Transforms
+	if spec == nil {
+		return nil, nil
+	}
+	var bodies [2][]byte
+	for i, t := range []*models.Transform{spec.Pre, spec.Post} {
+		if t == nil {
+			continue
+		}
+		stage := []string{stagePre, stagePost}[i]
+		mod, _, err := c.fetchDigest(ctx, b, name, t.Digest, models.MaxTransformBytes)
+		if err != nil {
+			return nil, fmt.Errorf("%s transform: %w", stage, err)
+		}
+		bodies[i] = mod
+	}
+	// compileTransforms checks each module's digest and size before
+	// compiling it.
+	return c.n.compileTransforms(ctx, spec, bodies[0], bodies[1])
+}
+
 // fetch gets an artifact: the local blob store, then the peers that hold
 // it (nearest first), then the object store.
 func (c *control) fetch(ctx context.Context, b *bus.Buckets, name string, man *models.Manifest) ([]byte, string, error) {
+	return c.fetchDigest(ctx, b, name, man.Digest, c.cfg.MaxArtifactBytes)
+}
+
+// fetchDigest gets one blob of a model's version (its model file or a
+// transform module) by digest, at most limit bytes from the object
+// store. The caller verifies the bytes against the digest.
+func (c *control) fetchDigest(ctx context.Context, b *bus.Buckets, name, digest string, limit int64) ([]byte, string, error) {
 	n := c.n
 	if n.blobs != nil {
-		if n.blobs.Has(man.Digest) {
-			if art, err := n.blobs.ReadAll(man.Digest); err == nil {
+		if n.blobs.Has(digest) {
+			if art, err := n.blobs.ReadAll(digest); err == nil {
 				return art, "disk", nil
 			}
 		}
 		if n.fwd != nil {
 			var sources []blobstore.Source
-			for _, h := range n.holdersOf(name, man.Digest) {
+			for _, h := range n.holdersOf(name, digest) {
 				sources = append(sources, blobstore.Source{Name: h.ID, URL: "https://" + h.QUICAddr, Client: n.fwd.client})
 			}
 			if len(sources) > 0 {
 				fctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
-				_, err := n.blobs.Fetch(fctx, man.Digest, -1, sources)
+				_, err := n.blobs.Fetch(fctx, digest, -1, sources)
 				cancel()
 				if err == nil {
-					if art, err := n.blobs.ReadAll(man.Digest); err == nil {
+					if art, err := n.blobs.ReadAll(digest); err == nil {
 						return art, "peer", nil
 					}
 				} else {
-					n.log.Info("peers could not provide the artifact; using the object store", "digest", man.Digest, "err", err)
+					n.log.Info("peers could not provide the artifact; using the object store", "digest", digest, "err", err)
 				}
 			}
 		}
 	}
-	art, err := b.GetArtifact(ctx, man.Digest, c.cfg.MaxArtifactBytes)
+	art, err := b.GetArtifact(ctx, digest, limit)
 	if err != nil {
-		return nil, "", fmt.Errorf("artifact %s: %w", man.Digest, err)
+		return nil, "", fmt.Errorf("artifact %s: %w", digest, err)
 	}
 	src := "object_store"
-	if n.blobs != nil && !n.blobs.Has(man.Digest) {
+	if n.blobs != nil && !n.blobs.Has(digest) {
 		// Peers may fetch it from here from now on.
-		if err := n.blobs.Put(ctx, man.Digest, bytes.NewReader(art), int64(len(art))); err != nil {
-			n.log.Warn("blob store: keep a synced artifact", "digest", man.Digest, "err", err)
-		} else if err := n.blobs.Pin(man.Digest); err != nil {
-			n.log.Warn("blob store: pin", "digest", man.Digest, "err", err)
+		if err := n.blobs.Put(ctx, digest, bytes.NewReader(art), int64(len(art))); err != nil {
+			n.log.Warn("blob store: keep a synced artifact", "digest", digest, "err", err)
+		} else if err := n.blobs.Pin(digest); err != nil {
+			n.log.Warn("blob store: pin", "digest", digest, "err", err)
 		}
 	}
 	return art, src, nil

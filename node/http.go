@@ -62,6 +62,8 @@ func (n *Node) routes() http.Handler {
 	mux.HandleFunc("POST /v2/models/{model}/versions/{version}/infer", n.handleInfer)
 	mux.HandleFunc(MethodForward+" /v2/models/{model}/infer", n.handleInfer)
 	mux.HandleFunc(MethodForward+" /v2/models/{model}/versions/{version}/infer", n.handleInfer)
+	mux.HandleFunc("POST /v2/models/{model}/predict", n.handlePredict)
+	mux.HandleFunc("POST /v2/models/{model}/versions/{version}/predict", n.handlePredict)
 	mux.HandleFunc("POST /v2/models/{model}/feedback", n.handleFeedback)
 	mux.HandleFunc("POST /v2/models/{model}/versions/{version}/feedback", n.handleFeedback)
 	mux.HandleFunc("GET /v2/models/stats", n.handleStats)
@@ -524,6 +526,10 @@ func (n *Node) infer(w http.ResponseWriter, r *http.Request, v *version, hop mes
 	if n.fb != nil { // drift, and inputs kept for a label that may come later
 		n.fb.afterInfer(v, req, outs)
 	}
+	// Not confident: the central model's answer instead (escalate.go).
+	if v.config.Escalation != nil && n.escalate(ctx, w, r, v, req, outs, hop) {
+		return 0, nil
+	}
 
 	resp := oip.Response{ModelName: v.manifest.Name, ModelVersion: v.manifest.Version, ID: req.ID, Outputs: outs}
 	rp := bufPool.Get().(*[]byte)
@@ -568,8 +574,12 @@ func (n *Node) submitError(w http.ResponseWriter, v *version, err error) (int, e
 		return 499, err // client went away; nobody reads this
 	case errors.Is(err, sched.ErrInvalidRequest), errors.Is(err, ort.ErrInvalidInput), errors.Is(err, models.ErrUnsupportedDataType):
 		return http.StatusBadRequest, err
-	case errors.Is(err, sched.ErrOutputMismatch):
+	case errors.Is(err, sched.ErrOutputMismatch), errors.Is(err, errPipelineMismatch):
 		return http.StatusInternalServerError, err
+	case errors.Is(err, ErrModelNotFound), errors.Is(err, ErrVersionNotFound), errors.Is(err, ErrModelNotReady):
+		// A pipeline step is gone or not ready (pipeline.go).
+		w.Header()["Retry-After"] = []string{"1"}
+		return http.StatusServiceUnavailable, err
 	default:
 		// The runtime refused a request that matched the signature: most
 		// often a dynamic shape the graph cannot take. That is the

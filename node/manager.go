@@ -55,6 +55,9 @@ type version struct {
 	stats                  *modelStats
 	obs                    *schedObserver
 	outIndex               map[string]int
+	// transforms are the version's WebAssembly pre/post modules (nil:
+	// none; see transforms.go).
+	transforms *transformSet
 	// Metric children resolved once at load, not per request.
 	okCount, failCount     prometheus.Counter
 	reqLat                 prometheus.Observer
@@ -81,10 +84,14 @@ type manager struct {
 	loadMu  sync.Mutex // serialises load/unload
 	// generation counts catalog changes (loads, unloads), for the mesh.
 	generation atomic.Uint64
+	// pipelineSteps maps each pipeline model that was loaded (or tried)
+	// to its step models, so that loading a step re-validates the
+	// pipelines that use it (pipeline.go). Guarded by loadMu.
+	pipelineSteps map[string][]string
 }
 
 func newManager(n *Node) *manager {
-	return &manager{n: n, models: map[string]*modelEntry{}, traffic: map[string]*traffic{}}
+	return &manager{n: n, models: map[string]*modelEntry{}, traffic: map[string]*traffic{}, pipelineSteps: map[string][]string{}}
 }
 
 // lookup returns the ready version asked for ("" = latest).
@@ -166,7 +173,17 @@ func (m *manager) index(ready bool) ([]IndexEntry, error) {
 
 // load (re)loads every version of a model from the repository. On failure
 // the model's previous versions keep serving and the error is recorded.
+// Once it is loaded, the pipelines that use it are validated again (so a
+// pipeline loaded before its steps becomes ready when they arrive).
 func (m *manager) load(ctx context.Context, name string) error {
+	if err := m.loadOne(ctx, name); err != nil {
+		return err
+	}
+	m.reloadPipelinesUsing(ctx, name, 0)
+	return nil
+}
+
+func (m *manager) loadOne(ctx context.Context, name string) error {
 	if !models.ValidName(name) {
 		return fmt.Errorf("%w: invalid model name %q", ErrModelNotFound, name)
 	}
@@ -179,6 +196,9 @@ func (m *manager) load(ctx context.Context, name string) error {
 		}
 		m.setFailed(name, err)
 		return err
+	}
+	if rm.Config.Pipeline != nil {
+		return m.loadPipeline(ctx, rm)
 	}
 	if len(rm.Versions) == 0 {
 		err := fmt.Errorf("%w: %q has no <version>/model.onnx in the repository", ErrModelNotFound, name)
@@ -244,10 +264,15 @@ func (m *manager) loadVersion(ctx context.Context, rm *repoModel, rv repoVersion
 		return nil, fmt.Errorf("model %q version %s: read %s: %w", rm.Name, rv.Version, rv.source(), err)
 	}
 	v, err := m.loadVersionBytes(ctx, rm, rv, b)
-	if err == nil {
-		m.n.storeRepositoryBlob(v.manifest.Digest, b)
+	if err != nil {
+		return nil, err
 	}
-	return v, err
+	if err := m.attachRepoTransforms(ctx, rm, rv, v); err != nil {
+		v.close(ctx)
+		return nil, err
+	}
+	m.n.storeRepositoryBlob(v.manifest.Digest, b)
+	return v, nil
 }
 
 // loadVersionBytes loads one version from its model file's bytes.
@@ -256,8 +281,14 @@ func (m *manager) loadVersionBytes(ctx context.Context, rm *repoModel, rv repoVe
 	if err != nil {
 		return nil, fmt.Errorf("model %q version %s: load %s: %w", rm.Name, rv.Version, rv.source(), err)
 	}
+	return m.newVersion(ctx, rm, rv, sess, models.DigestBytes(b), int64(len(b)))
+}
+
+// newVersion checks a loaded session (manifest, golden examples) and
+// starts its scheduler. It closes sess when it fails.
+func (m *manager) newVersion(ctx context.Context, rm *repoModel, rv repoVersion, sess models.Session, digest string, size int64) (*version, error) {
 	man := models.Manifest{
-		Name: rm.Name, Version: rv.Version, Digest: models.DigestBytes(b), Format: models.FormatONNX,
+		Name: rm.Name, Version: rv.Version, Digest: digest, Format: models.FormatONNX,
 		Signature: sess.Signature(), Golden: rm.Config.Golden, Labels: rm.Config.Labels, CreatedAt: rv.ModTime.UTC(),
 	}
 	if err := man.Validate(); err != nil {
@@ -268,7 +299,11 @@ func (m *manager) loadVersionBytes(ctx context.Context, rm *repoModel, rv repoVe
 		sess.Close()
 		return nil, fmt.Errorf("model %q version %s: %w", rm.Name, rv.Version, err)
 	}
-	v := &version{manifest: man, config: &rm.Config, session: sess, bytes: int64(len(b)), stats: &modelStats{}}
+	if err := checkEscalationOutput(rm.Name, rm.Config.Escalation, man.Signature); err != nil {
+		sess.Close()
+		return nil, fmt.Errorf("model %q version %s: %w", rm.Name, rv.Version, err)
+	}
+	v := &version{manifest: man, config: &rm.Config, session: sess, bytes: size, stats: &modelStats{}}
 	v.outIndex = make(map[string]int, len(man.Signature.Outputs))
 	for i, o := range man.Signature.Outputs {
 		v.outIndex[o.Name] = i
@@ -285,6 +320,7 @@ func (m *manager) loadVersionBytes(ctx context.Context, rm *repoModel, rv repoVe
 		batch:   mt.batchSize.WithLabelValues(rm.Name, rv.Version),
 		stats:   v.stats,
 	}
+	var err error
 	v.schedCfg, v.profile, err = m.schedConfig(ctx, rm, sess, man.Signature)
 	if err != nil {
 		sess.Close()
@@ -325,6 +361,7 @@ func (m *manager) schedConfig(ctx context.Context, rm *repoModel, sess models.Se
 func (m *manager) unload(ctx context.Context, name string) error {
 	m.loadMu.Lock()
 	defer m.loadMu.Unlock()
+	delete(m.pipelineSteps, name) // an unloaded pipeline stays unloaded
 	m.mu.Lock()
 	e, ok := m.models[name]
 	if !ok {
@@ -397,6 +434,7 @@ func (m *manager) forgetMetrics(v *version) {
 func (v *version) close(ctx context.Context) {
 	_ = v.sched.Close(ctx)
 	_ = v.session.Close()
+	v.transforms.close(ctx)
 }
 
 // modelStats backs the per-model statistics endpoint, in the shape of
@@ -439,11 +477,14 @@ func (o *schedObserver) BatchSize(rows int) {
 // installSynced loads a version the coordinator asked for, with its
 // registry manifest (signature verified, digest checked by the caller).
 // Its golden examples run as the warm-up; it is pinned (never evicted).
-func (m *manager) installSynced(ctx context.Context, man *models.Manifest, b []byte) error {
+// ts, compiled from the manifest's transforms, is owned by the version
+// from here on (closed on every path).
+func (m *manager) installSynced(ctx context.Context, man *models.Manifest, b []byte, ts *transformSet) error {
 	m.loadMu.Lock()
 	defer m.loadMu.Unlock()
 	if v, err := m.lookup(man.Name, man.Version); err == nil && v.manifest.Digest == man.Digest {
 		v.synced = true
+		ts.close(ctx)
 		return nil
 	}
 	rm := &repoModel{Name: man.Name, Versions: []repoVersion{{Version: man.Version, ModTime: man.CreatedAt}}}
@@ -451,8 +492,10 @@ func (m *manager) installSynced(ctx context.Context, man *models.Manifest, b []b
 	rm.Config.Labels = man.Labels
 	v, err := m.loadVersionBytes(ctx, rm, rm.Versions[0], b)
 	if err != nil {
+		ts.close(ctx)
 		return err
 	}
+	v.transforms = ts
 	sig := v.manifest.Signature
 	v.manifest = *man
 	v.manifest.Signature = sig // what the runtime reports is what requests are checked against

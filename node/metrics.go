@@ -37,6 +37,13 @@ type metrics struct {
 	onlineExamples     *prometheus.CounterVec // model
 	onlineDropped      *prometheus.CounterVec // model
 	onlineLoss         *prometheus.GaugeVec   // model
+
+	// WebAssembly transforms (node/transforms.go).
+	transformLat  *prometheus.HistogramVec // model, stage (pre|post)
+	transformErrs *prometheus.CounterVec   // model, stage, kind
+
+	// Escalation to a central model (node/escalate.go).
+	escalations *prometheus.CounterVec // model, result: confident | escalated | failed
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -125,7 +132,19 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "petrel_online_learning_loss", Help: "Mean loss of the last online learning step's batch, before the step.",
 		}, []string{"model"}),
 	}
+	m.transformLat = prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name: "petrel_transform_duration_seconds", Help: "Time of one call of a model's pre- or post-processing WebAssembly transform.",
+		Buckets: []float64{10e-6, 25e-6, 50e-6, 100e-6, 250e-6, 500e-6, 1e-3, 2.5e-3, 5e-3, 10e-3, 25e-3, 100e-3, 1},
+	}, []string{"model", "stage"})
+	m.transformErrs = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "petrel_transform_errors_total", Help: "Failed transform calls, by kind: client (the guest refused the input), input_too_large, timeout, trap, oom, too_large, unfit (pre's tensors do not fit the model), closed, canceled, other.",
+	}, []string{"model", "stage", "kind"})
+	m.escalations = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "petrel_escalations_total", Help: "Requests to models with an escalation policy, by result: confident (the edge answer was sure), escalated (the central model's answer was returned), failed (escalation was needed but the edge answer was returned). The escalation rate is (escalated+failed)/all.",
+	}, []string{"model", "result"})
 	if reg != nil {
+		reg.MustRegister(m.escalations)
+		reg.MustRegister(m.transformLat, m.transformErrs)
 		reg.MustRegister(m.requests, m.requestLat, m.queueLat, m.computeLat, m.batchSize,
 			m.cacheHits, m.cacheMisses, m.loadedModels, m.loadedBytes, m.inflight, m.modelProvider, m.forwards, m.syncs,
 			m.feedbackExamples, m.feedbackRejected, m.feedbackAppendLat, m.feedbackLogBytes, m.rememberedRequests,

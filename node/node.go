@@ -23,6 +23,7 @@ import (
 
 	"github.com/petrel-mesh/petrel/models"
 	"github.com/petrel-mesh/petrel/models/ort"
+	"github.com/petrel-mesh/petrel/models/wasm"
 	"github.com/petrel-mesh/petrel/node/blobstore"
 	"github.com/petrel-mesh/petrel/node/mesh"
 	"github.com/petrel-mesh/petrel/node/respcache"
@@ -68,6 +69,11 @@ type Node struct {
 	// directory).
 	fb       *feedbackState
 	shadowWG sync.WaitGroup
+	// wasmRT runs the models' WebAssembly transforms; created on first
+	// use (transformRuntime), closed at shutdown.
+	wasmMu     sync.Mutex
+	wasmRT     *wasm.Runtime
+	wasmClosed bool
 	// inflight counts inference requests being handled (the gossip load).
 	inflight atomic.Int64
 
@@ -175,6 +181,8 @@ func (n *Node) Start(ctx context.Context) error {
 	if err := n.loadInitial(ctx); err != nil {
 		n.closeListeners()
 		n.closeFeedback()
+		n.models.closeAll(ctx)
+		n.closeTransformRuntime(ctx)
 		return err
 	}
 
@@ -355,6 +363,7 @@ func (n *Node) Shutdown(ctx context.Context) error {
 		n.shadowWG.Wait()
 		errs = append(errs, n.closeFeedback())
 		n.models.closeAll(ctx)
+		n.closeTransformRuntime(ctx)
 		n.stopMesh()
 		n.shutdownErr = errors.Join(errs...)
 		n.log.Info("node stopped")

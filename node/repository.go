@@ -10,6 +10,7 @@ import (
 	"runtime"
 	"sort"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/petrel-mesh/petrel/models"
@@ -61,6 +62,38 @@ type ModelConfig struct {
 	// Personal lists input features to drop or hash before feedback is
 	// written (see PersonalRule).
 	Personal *PersonalRule `json:"personal,omitempty"`
+	// Transforms grants capabilities to the versions' pre.wasm and
+	// post.wasm (see TransformConfig and docs/transforms.md).
+	Transforms *TransformConfig `json:"transforms,omitempty"`
+	// Escalation sends requests this model is not confident about to a
+	// larger model in the central tier (see EscalationConfig, escalate.go).
+	Escalation *EscalationConfig `json:"escalation,omitempty"`
+	// Pipeline makes this a virtual model that chains other models (see
+	// PipelineConfig, pipeline.go). A pipeline model has no versions of
+	// its own in the repository.
+	Pipeline *PipelineConfig `json:"pipeline,omitempty"`
+}
+
+// TransformConfig is the "transforms" object of config.json. The modules
+// themselves are <model>/<version>/pre.wasm and post.wasm; without a
+// grant a module sees no clock and no randomness.
+type TransformConfig struct {
+	// Grants maps "pre" and "post" to the grants of that module:
+	// "clock", "random".
+	Grants map[string][]string `json:"grants,omitempty"`
+}
+
+func (t *TransformConfig) validate() error {
+	for stage, gs := range t.Grants {
+		if stage != "pre" && stage != "post" {
+			return fmt.Errorf("transforms: grants for %q: want \"pre\" or \"post\"", stage)
+		}
+		tr := models.Transform{Digest: "sha256:" + strings.Repeat("0", 64), Size: 1, Grants: gs}
+		if err := tr.Validate(); err != nil {
+			return fmt.Errorf("transforms: %s: %w", stage, err)
+		}
+	}
+	return nil
 }
 
 // RuntimeOverrides are the per-model ONNX Runtime settings.
@@ -120,6 +153,21 @@ func (c *ModelConfig) Validate() error {
 	if c.Personal != nil {
 		if err := c.Personal.validate(); err != nil {
 			return fmt.Errorf("config: personal: %w", err)
+		}
+	}
+	if c.Transforms != nil {
+		if err := c.Transforms.validate(); err != nil {
+			return fmt.Errorf("config: %w", err)
+		}
+	}
+	if c.Escalation != nil {
+		if err := c.Escalation.validate(); err != nil {
+			return fmt.Errorf("config: escalation: %w", err)
+		}
+	}
+	if c.Pipeline != nil {
+		if err := c.Pipeline.validate(); err != nil {
+			return fmt.Errorf("config: pipeline: %w", err)
 		}
 	}
 	return nil
@@ -253,7 +301,7 @@ func scanRepository(dir string) (map[string]*repoModel, map[string]error, error)
 			bad[e.Name()] = err
 			continue
 		}
-		if len(m.Versions) > 0 {
+		if len(m.Versions) > 0 || m.Config.Pipeline != nil {
 			out[m.Name] = m
 		}
 	}
@@ -289,6 +337,17 @@ func scanModel(dir, name string) (*repoModel, error) {
 		m.Versions = append(m.Versions, repoVersion{Version: v.Name(), Path: p, ModTime: st.ModTime()})
 	}
 	sort.Slice(m.Versions, func(i, j int) bool { return versionLess(m.Versions[i].Version, m.Versions[j].Version) })
+	if p := m.Config.Pipeline; p != nil {
+		// A pipeline is virtual: its steps are other models.
+		if len(m.Versions) > 0 {
+			return nil, fmt.Errorf("model %q: config has a pipeline but the directory also holds model versions (%s/model.onnx); a pipeline has no model file of its own", name, m.Versions[0].Version)
+		}
+		for i, s := range p.Steps {
+			if s.Model == name {
+				return nil, fmt.Errorf("model %q: pipeline step %d is the pipeline itself", name, i+1)
+			}
+		}
+	}
 	return m, nil
 }
 

@@ -518,7 +518,7 @@ func commaList(s string) []string {
 // --- petrel model push|list|show|rm|deploy|shadow ---
 
 const (
-	usagePush   = "petrel model push FILE --name NAME --version V [--golden FILE] [--labels k=v,k=v] [--allow-breaking] [--json]"
+	usagePush   = "petrel model push FILE --name NAME --version V [--golden FILE] [--labels k=v,k=v] [--allow-breaking] [--pre FILE.wasm] [--post FILE.wasm] [--grants pre=clock,post=random] [--json]"
 	usageList   = "petrel model list [--json]"
 	usageShow   = "petrel model show NAME [--json]"
 	usageRm     = "petrel model rm NAME [--version V]"
@@ -537,6 +537,9 @@ func runModelPush(ctx context.Context, e *env, args []string) int {
 	golden := fs.String("golden", "", "golden examples file (JSON) the version must reproduce")
 	labels := fs.String("labels", "", "labels of the version, k=v,k=v")
 	allowBreaking := fs.Bool("allow-breaking", false, "accept a signature incompatible with the previous version's")
+	preFile := fs.String("pre", "", "pre-processing WebAssembly transform (request body to input tensors)")
+	postFile := fs.String("post", "", "post-processing WebAssembly transform (output tensors to response body)")
+	grants := fs.String("grants", "", "capabilities of the transforms: pre=GRANTS,post=GRANTS with GRANTS clock and random joined by '+'")
 	asJSON := fs.Bool("json", false, "print the coordinator's JSON answer")
 	pos, code, ok := c.parse(fs, args, 1, 1)
 	if !ok {
@@ -553,6 +556,23 @@ func runModelPush(ctx context.Context, e *env, args []string) int {
 	}
 	if _, err := coordinator.ParseLabels(*labels); err != nil {
 		return c.fail(usageErrorf("--labels: %v", err))
+	}
+	if _, err := coordinator.ParseGrants(*grants); err != nil {
+		return c.fail(usageErrorf("--grants: %v", err))
+	}
+	xf := pushTransforms{grants: strings.TrimSpace(*grants)}
+	for _, t := range []struct {
+		flag, file string
+		dst        *[]byte
+	}{{"--pre", *preFile, &xf.pre}, {"--post", *postFile, &xf.post}} {
+		if t.file == "" {
+			continue
+		}
+		b, err := readTransform(t.file)
+		if err != nil {
+			return c.fail(fmt.Errorf("%s: %w", t.flag, err))
+		}
+		*t.dst = b
 	}
 	cl, err := mf.client(fs, pushTimeout)
 	if err != nil {
@@ -575,7 +595,7 @@ func runModelPush(ctx context.Context, e *env, args []string) int {
 			return c.fail(err)
 		}
 	}
-	b, err := cl.push(ctx, *name, *ver, path, goldenBytes, strings.TrimSpace(*labels), *allowBreaking)
+	b, err := cl.push(ctx, *name, *ver, path, goldenBytes, strings.TrimSpace(*labels), *allowBreaking, xf)
 	if err != nil {
 		var ae *apiError
 		if errors.As(err, &ae) && *asJSON && json.Valid(ae.Body) {
@@ -647,9 +667,36 @@ func readGolden(path string) ([]byte, error) {
 	return b, nil
 }
 
+// pushTransforms are the optional WebAssembly transforms of a push.
+type pushTransforms struct {
+	pre, post []byte
+	grants    string
+}
+
+// readTransform reads a transform module, bounded by the coordinator's
+// limit.
+func readTransform(path string) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	b, err := io.ReadAll(io.LimitReader(f, models.MaxTransformBytes+1))
+	if err != nil {
+		return nil, err
+	}
+	switch {
+	case len(b) == 0:
+		return nil, fmt.Errorf("%s is empty", path)
+	case len(b) > models.MaxTransformBytes:
+		return nil, fmt.Errorf("%s exceeds %d bytes", path, models.MaxTransformBytes)
+	}
+	return b, nil
+}
+
 // push streams a multipart/form-data push: "model" (the file), optional
-// "golden", "labels" and "allow_breaking".
-func (c *mgmtClient) push(ctx context.Context, name, ver, file string, golden []byte, labels string, allowBreaking bool) ([]byte, error) {
+// "golden", "labels", "allow_breaking", "pre", "post" and "grants".
+func (c *mgmtClient) push(ctx context.Context, name, ver, file string, golden []byte, labels string, allowBreaking bool, xf pushTransforms) ([]byte, error) {
 	f, err := os.Open(file)
 	if err != nil {
 		return nil, fmt.Errorf("model file: %w", err)
@@ -660,7 +707,7 @@ func (c *mgmtClient) push(ctx context.Context, name, ver, file string, golden []
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		pw.CloseWithError(writePushParts(mw, f, filepath.Base(file), golden, labels, allowBreaking))
+		pw.CloseWithError(writePushParts(mw, f, filepath.Base(file), golden, labels, allowBreaking, xf))
 	}()
 	b, err := c.do(ctx, http.MethodPost, modelPath(name, "versions", ver), pr, mw.FormDataContentType())
 	// Unblock the writer if the request ended before it read everything,
@@ -672,7 +719,7 @@ func (c *mgmtClient) push(ctx context.Context, name, ver, file string, golden []
 
 // writePushParts writes the parts of a push and closes the multipart
 // writer.
-func writePushParts(mw *multipart.Writer, model io.Reader, fileName string, golden []byte, labels string, allowBreaking bool) error {
+func writePushParts(mw *multipart.Writer, model io.Reader, fileName string, golden []byte, labels string, allowBreaking bool, xf pushTransforms) error {
 	p, err := mw.CreateFormFile("model", fileName)
 	if err != nil {
 		return err
@@ -696,6 +743,26 @@ func writePushParts(mw *multipart.Writer, model io.Reader, fileName string, gold
 	}
 	if allowBreaking {
 		if err := mw.WriteField("allow_breaking", "true"); err != nil {
+			return err
+		}
+	}
+	for _, t := range []struct {
+		part string
+		b    []byte
+	}{{"pre", xf.pre}, {"post", xf.post}} {
+		if t.b == nil {
+			continue
+		}
+		tp, err := mw.CreateFormFile(t.part, t.part+".wasm")
+		if err != nil {
+			return err
+		}
+		if _, err := tp.Write(t.b); err != nil {
+			return err
+		}
+	}
+	if xf.grants != "" {
+		if err := mw.WriteField("grants", xf.grants); err != nil {
 			return err
 		}
 	}
