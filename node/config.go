@@ -66,6 +66,9 @@ type Config struct {
 	// across restarts. Default: <Mesh.BlobDir>/wasm-cache on a mesh node
 	// with a blob directory, else <os.TempDir()>/petrel-<ID>-wasm.
 	TransformCacheDir string
+	// TransformTimeout bounds one call into a transform (a guest that
+	// loops is stopped after it). Default 100 ms.
+	TransformTimeout time.Duration
 	// ShutdownTimeout bounds the drain on shutdown. Default 30 s.
 	ShutdownTimeout time.Duration
 	// Logger and Registry are passed in; nil means slog.Default() and no
@@ -119,6 +122,9 @@ func (c *Config) Validate() error {
 	}
 	if err := c.Control.validate(); err != nil {
 		return err
+	}
+	if c.TransformTimeout < 0 {
+		return fmt.Errorf("transform timeout %v is negative", c.TransformTimeout)
 	}
 	if c.Mesh.Enabled && !c.HTTP3 {
 		return errors.New("a mesh node needs HTTP/3: peers forward requests and fetch artifacts over QUIC")

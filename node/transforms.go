@@ -76,7 +76,7 @@ func (n *Node) transformRuntime(ctx context.Context) (*wasm.Runtime, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("transform compilation cache %s: %w", dir, err)
 	}
-	rt, err := wasm.NewRuntime(ctx, wasm.Options{CacheDir: dir})
+	rt, err := wasm.NewRuntime(ctx, wasm.Options{CacheDir: dir, CallTimeout: n.cfg.TransformTimeout})
 	if err != nil {
 		return nil, fmt.Errorf("transform runtime: %w", err)
 	}

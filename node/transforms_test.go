@@ -9,6 +9,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/petrel-mesh/petrel/models"
 	"github.com/petrel-mesh/petrel/models/oip"
@@ -148,7 +149,11 @@ func TestPredictHostileGuests(t *testing.T) {
 	for _, g := range []string{"loop", "membomb", "trap", "hugeout"} {
 		r.transformModel(g, 2, wasmtest.BuildExample(t, g), nil)
 	}
-	tn := startNode(t, testConfig(t, r.dir))
+	cfg := testConfig(t, r.dir)
+	// Long enough that the memory bomb runs out of memory before its
+	// deadline even on a loaded machine; the loop still hits it.
+	cfg.TransformTimeout = 2 * time.Second
+	tn := startNode(t, cfg)
 	c := tn.raw(t, client.HTTP2)
 
 	// Under load on two cores the membomb may hit the call deadline

@@ -28,6 +28,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"slices"
 	"unsafe"
 )
 
@@ -53,25 +54,51 @@ const (
 	MaxNameLen = 1024
 )
 
-// pinned holds every buffer handed to the host since the last EndCall, so
-// the garbage collector keeps it while the host reads or writes it. The Go
-// wasm collector does not move objects, so addresses stay valid.
+// pinned holds every buffer handed to the host since the last EndCall that
+// is not part of the arena, so the garbage collector keeps it while the host
+// reads or writes it. The Go wasm collector does not move objects, so
+// addresses stay valid.
+//
+// arena is reused for the input buffers of every call: allocating a fresh
+// buffer per call costs far more in a wasm guest (allocation, zeroing and
+// the garbage collection it triggers) than the transform itself. arenaOff is
+// the first free byte of the arena in the current call.
 var (
-	pinned  [][]byte
-	callEnd bool
+	pinned   [][]byte
+	callEnd  bool
+	arena    []byte
+	arenaOff int
 )
 
-// Alloc returns the address of a fresh, zeroed buffer of n bytes that stays
-// valid until the call that follows it has ended, or 0 if n is too large.
-// Buffers from an earlier call are released by the first Alloc after it.
+// MaxArena is the largest input arena Alloc keeps between calls; larger
+// requests get a buffer of their own that is released after the call.
+const MaxArena = 1 << 20
+
+// Alloc returns the address of a zeroed buffer of n bytes that stays valid
+// until the call that follows it has ended, or 0 if n is too large. Buffers
+// from an earlier call are released (and the arena reused) by the first
+// Alloc after it, so a transform must not keep references to its inputs
+// across calls.
 func Alloc(n uint32) uint32 {
 	if callEnd {
-		pinned, callEnd = pinned[:0], false
+		clear(pinned)
+		pinned, callEnd, arenaOff = pinned[:0], false, 0
 	}
 	if n > MaxLen {
 		return 0
 	}
-	b := make([]byte, max(n, 1))
+	size := int(max(n, 1))
+	if arenaOff == 0 && size > len(arena) && size <= MaxArena {
+		// Nothing in the arena is in use: replace it with a bigger one.
+		arena = make([]byte, min(max(size, 2*len(arena), 4096), MaxArena))
+	}
+	if size <= len(arena)-arenaOff {
+		b := arena[arenaOff : arenaOff+size : arenaOff+size]
+		arenaOff += size
+		clear(b)
+		return addr(b)
+	}
+	b := make([]byte, size)
 	pinned = append(pinned, b)
 	return addr(b)
 }
@@ -139,25 +166,49 @@ type Tensor struct {
 // ErrFrame is returned for a malformed tensor frame or body.
 var ErrFrame = errors.New("malformed frame")
 
-// EncodeFrame encodes tensors as a tensor frame:
+// EncodeFrame encodes tensors as a tensor frame (see AppendFrame for the
+// layout) in a new buffer.
+func EncodeFrame(ts []Tensor) ([]byte, error) {
+	if err := checkFrame(ts); err != nil {
+		return nil, err
+	}
+	return AppendFrame(make([]byte, 0, frameSize(ts)), ts)
+}
+
+func checkFrame(ts []Tensor) error {
+	if len(ts) > MaxTensors {
+		return fmt.Errorf("%w: %d tensors, at most %d", ErrFrame, len(ts), MaxTensors)
+	}
+	for _, t := range ts {
+		if len(t.Name) > MaxNameLen || len(t.DataType) > 255 || len(t.Shape) > MaxRank || len(t.Data) > MaxLen {
+			return fmt.Errorf("%w: tensor %q exceeds a frame limit", ErrFrame, t.Name)
+		}
+	}
+	return nil
+}
+
+func frameSize(ts []Tensor) int {
+	n := 4
+	for _, t := range ts {
+		n += 2 + len(t.Name) + 1 + len(t.DataType) + 1 + 8*len(t.Shape) + 4 + len(t.Data)
+	}
+	return n
+}
+
+// AppendFrame appends tensors encoded as a tensor frame to dst:
 //
 //	u32 count
 //	count × { u16 nameLen, name, u8 dtypeLen, dtype, u8 rank,
 //	          rank × i64 dim, u32 dataLen, data }
 //
-// all integers little-endian.
-func EncodeFrame(ts []Tensor) ([]byte, error) {
-	if len(ts) > MaxTensors {
-		return nil, fmt.Errorf("%w: %d tensors, at most %d", ErrFrame, len(ts), MaxTensors)
+// all integers little-endian. A guest that reuses dst across calls (the
+// host copies the output before the next call) allocates nothing once dst
+// is large enough. On error dst is returned unchanged.
+func AppendFrame(dst []byte, ts []Tensor) ([]byte, error) {
+	if err := checkFrame(ts); err != nil {
+		return dst, err
 	}
-	n := 4
-	for _, t := range ts {
-		if len(t.Name) > MaxNameLen || len(t.DataType) > 255 || len(t.Shape) > MaxRank || len(t.Data) > MaxLen {
-			return nil, fmt.Errorf("%w: tensor %q exceeds a frame limit", ErrFrame, t.Name)
-		}
-		n += 2 + len(t.Name) + 1 + len(t.DataType) + 1 + 8*len(t.Shape) + 4 + len(t.Data)
-	}
-	b := make([]byte, 0, n)
+	b := slices.Grow(dst, frameSize(ts))
 	b = binary.LittleEndian.AppendUint32(b, uint32(len(ts)))
 	for _, t := range ts {
 		b = binary.LittleEndian.AppendUint16(b, uint16(len(t.Name)))
@@ -209,7 +260,12 @@ func DecodeFrame(b []byte) ([]Tensor, error) {
 
 // EncodeBody encodes a post output: u32 contentTypeLen, contentType, body.
 func EncodeBody(contentType string, body []byte) []byte {
-	b := make([]byte, 0, 4+len(contentType)+len(body))
+	return AppendBody(make([]byte, 0, 4+len(contentType)+len(body)), contentType, body)
+}
+
+// AppendBody appends a post output (as EncodeBody) to dst.
+func AppendBody(dst []byte, contentType string, body []byte) []byte {
+	b := slices.Grow(dst, 4+len(contentType)+len(body))
 	b = binary.LittleEndian.AppendUint32(b, uint32(len(contentType)))
 	b = append(b, contentType...)
 	return append(b, body...)

@@ -35,13 +35,31 @@ const maxInstances = 4096
 // errClient marks errors caused by the request body.
 var errClient = errors.New("bad request")
 
-// transform turns a request body into the "input" tensor.
+// scratch holds the buffers of a transform, reused across calls so that a
+// request allocates (almost) nothing in the guest. The tensor it returns
+// aliases them: it is valid until the next call.
+type scratch struct {
+	data  []byte
+	row   []float64
+	set   []bool
+	shape [2]int64
+}
+
+// transform turns a request body into the "input" tensor, with buffers of
+// its own.
 func transform(order []string, contentType string, body []byte) (guest.Tensor, error) {
+	var sc scratch
+	return sc.transform(order, contentType, body)
+}
+
+// transform turns a request body into the "input" tensor, reusing sc's
+// buffers.
+func (sc *scratch) transform(order []string, contentType string, body []byte) (guest.Tensor, error) {
 	if !isJSON(contentType) {
 		return guest.Tensor{}, fmt.Errorf("%w: content type %q is not JSON", errClient, contentType)
 	}
 	d := len(order)
-	var data []byte
+	data := sc.data[:0]
 	rows, seenFeatures, seenInstances := 0, false, false
 	appendRow := func(row []float64) error {
 		for _, v := range row {
@@ -54,8 +72,10 @@ func transform(order []string, contentType string, body []byte) (guest.Tensor, e
 		rows++
 		return nil
 	}
-	row := make([]float64, d)
-	set := make([]bool, d)
+	if len(sc.row) != d {
+		sc.row, sc.set = make([]float64, d), make([]bool, d)
+	}
+	row, set := sc.row, sc.set
 	s := &scanner{b: body}
 	err := s.object(func(key string) error {
 		switch key {
@@ -104,7 +124,9 @@ func transform(order []string, contentType string, body []byte) (guest.Tensor, e
 	case rows == 0:
 		return guest.Tensor{}, fmt.Errorf("%w: body has neither \"features\" nor any \"instances\"", errClient)
 	}
-	return guest.Tensor{Name: "input", DataType: "FP32", Shape: []int64{int64(rows), int64(d)}, Data: data}, nil
+	sc.data = data
+	sc.shape = [2]int64{int64(rows), int64(d)}
+	return guest.Tensor{Name: "input", DataType: "FP32", Shape: sc.shape[:], Data: data}, nil
 }
 
 // readRow reads an array of exactly len(order) numbers into row.

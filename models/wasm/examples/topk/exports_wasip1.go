@@ -11,6 +11,10 @@ import (
 var (
 	names = parseLabels(labels)
 	k     = parseK(topK)
+	// body, out and idx are reused by every call: the host copies the
+	// output before the next call, and a guest runs one call at a time.
+	body, out []byte
+	idx       = make([]int, 0, k)
 )
 
 //go:wasmexport petrel_abi_version
@@ -26,12 +30,14 @@ func post(framePtr, frameLen, acceptPtr, acceptLen uint32) uint64 {
 	if err != nil {
 		return guest.Failure(err.Error())
 	}
-	ct, body, err := transform(names, k, ts, string(guest.Bytes(acceptPtr, acceptLen)))
+	ct, b, err := appendTransform(body[:0], idx[:0], names, k, ts, string(guest.Bytes(acceptPtr, acceptLen)))
 	if errors.Is(err, errClient) {
 		return guest.ClientError(err.Error())
 	}
 	if err != nil {
 		return guest.Failure(err.Error())
 	}
-	return guest.Ok(guest.EncodeBody(ct, body))
+	body = b
+	out = guest.AppendBody(out[:0], ct, b)
+	return guest.Ok(out)
 }

@@ -17,6 +17,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -33,6 +34,12 @@ var errClient = errors.New("bad request")
 
 // transform renders the top-k predictions of the "probabilities" tensor.
 func transform(names []string, k int, ts []guest.Tensor, accept string) (string, []byte, error) {
+	return appendTransform(nil, nil, names, k, ts, accept)
+}
+
+// appendTransform is transform appending the body to dst and using idx as
+// scratch, so that a guest reusing both across calls allocates nothing.
+func appendTransform(dst []byte, idx []int, names []string, k int, ts []guest.Tensor, accept string) (string, []byte, error) {
 	if !acceptsJSON(accept) {
 		return "", nil, fmt.Errorf("%w: this model answers application/json, not %q", errClient, accept)
 	}
@@ -61,9 +68,8 @@ func transform(names []string, k int, ts []guest.Tensor, accept string) (string,
 		return "", nil, fmt.Errorf("probabilities: shape %v does not match %d data bytes", p.Shape, len(p.Data))
 	}
 	kk := min(int64(k), c)
-	out := make([]byte, 0, 32+int(n*kk)*48)
+	out := slices.Grow(dst, 32+int(n*kk)*48)
 	out = append(out, `{"predictions":[`...)
-	idx := make([]int, 0, kk)
 	for row := int64(0); row < n; row++ {
 		if row > 0 {
 			out = append(out, ',')
