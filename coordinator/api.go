@@ -38,6 +38,7 @@ func (c *Coordinator) routes() http.Handler {
 	h("GET /v1/models/{model}", ScopeRead, c.handleModel)
 	h("GET /v1/models/{model}/versions/{version}", ScopeRead, c.handleVersion)
 	h("POST /v1/models/{model}/versions/{version}", ScopePush, c.handlePush)
+	h("POST /v1/models/{model}/versions/{version}/pipeline", ScopePush, c.handlePushPipeline)
 	h("DELETE /v1/models/{model}", ScopeAdmin, c.handleRemove)
 	h("DELETE /v1/models/{model}/versions/{version}", ScopeAdmin, c.handleRemove)
 	h("POST /v1/models/{model}/deploy", ScopePush, c.handleDeploy)

@@ -317,6 +317,9 @@ func (c *Coordinator) inUse(ctx context.Context, name string) (map[string]string
 			use[r.Spec.From] = "in rollout " + r.ID
 		}
 	}
+	if err := c.pipelineUses(ctx, name, use); err != nil {
+		return nil, err
+	}
 	return use, nil
 }
 
@@ -357,6 +360,9 @@ func (c *Coordinator) removeVersion(ctx context.Context, m *models.Manifest, act
 		return fmt.Errorf("remove manifest %s: %w", registryKey(m.Name, m.Version), err)
 	}
 	for _, d := range append([]string{m.Digest}, m.Transforms.Digests()...) {
+		if d == "" { // a pipeline has no artifact of its own
+			continue
+		}
 		shared, err := c.digestInUse(ctx, d)
 		if err != nil {
 			return err
@@ -368,7 +374,7 @@ func (c *Coordinator) removeVersion(ctx context.Context, m *models.Manifest, act
 		}
 	}
 	c.audit(ctx, bus.AuditEvent{Kind: "rm", Actor: actor, Model: m.Name, Version: m.Version, OK: true, Detail: why,
-		Fields: map[string]string{"digest": m.Digest}})
+		Fields: map[string]string{"digest": m.ServingDigest()}})
 	c.log.Info("model version removed", "model", m.Name, "version", m.Version, "why", why)
 	return nil
 }
@@ -453,7 +459,7 @@ func (c *Coordinator) Deploy(ctx context.Context, name, ver string, placement *b
 	if err != nil {
 		return nil, err
 	}
-	d := bus.Desired{Model: name, Versions: []bus.DesiredVersion{{Version: ver, Digest: m.Digest, Weight: 100}}, UpdatedAt: time.Now().UTC()}
+	d := bus.Desired{Model: name, Versions: []bus.DesiredVersion{{Version: ver, Digest: m.ServingDigest(), Weight: 100}}, UpdatedAt: time.Now().UTC()}
 	if placement != nil {
 		d.Placement = *placement
 	} else if old != nil {
@@ -503,7 +509,7 @@ func (c *Coordinator) SetShadow(ctx context.Context, name, ver string, share flo
 		nd.Versions = append(nd.Versions, v)
 	}
 	if !found && share > 0 {
-		nd.Versions = append(nd.Versions, bus.DesiredVersion{Version: ver, Digest: m.Digest, Shadow: share})
+		nd.Versions = append(nd.Versions, bus.DesiredVersion{Version: ver, Digest: m.ServingDigest(), Shadow: share})
 	}
 	nd.UpdatedAt = time.Now().UTC()
 	if err := nd.Validate(); err != nil {

@@ -188,7 +188,7 @@ func (rc *rolloutController) applyDesired(ctx context.Context, r *rollout.Rollou
 			return err
 		}
 		if fromW > 0 || toW < 100 {
-			d.Versions = append(d.Versions, bus.DesiredVersion{Version: r.Spec.From, Digest: fromMan.Digest, Weight: fromW})
+			d.Versions = append(d.Versions, bus.DesiredVersion{Version: r.Spec.From, Digest: fromMan.ServingDigest(), Weight: fromW})
 		}
 	} else if toW < 100 {
 		toW = 100 // a first deployment has nothing to fall back to
@@ -197,7 +197,7 @@ func (rc *rolloutController) applyDesired(ctx context.Context, r *rollout.Rollou
 		}
 	}
 	if toW > 0 || r.Spec.From != "" {
-		d.Versions = append(d.Versions, bus.DesiredVersion{Version: r.Spec.To, Digest: toMan.Digest, Weight: toW})
+		d.Versions = append(d.Versions, bus.DesiredVersion{Version: r.Spec.To, Digest: toMan.ServingDigest(), Weight: toW})
 	}
 	if r.Spec.From != "" && toW == 0 {
 		// Rolled back: only the old version stays.
@@ -205,7 +205,7 @@ func (rc *rolloutController) applyDesired(ctx context.Context, r *rollout.Rollou
 		d.Versions[0].Weight = 100
 	}
 	if toW == 100 && r.Spec.From != "" && fromW == 0 {
-		d.Versions = []bus.DesiredVersion{{Version: r.Spec.To, Digest: toMan.Digest, Weight: 100}}
+		d.Versions = []bus.DesiredVersion{{Version: r.Spec.To, Digest: toMan.ServingDigest(), Weight: 100}}
 	}
 	if err := d.Validate(); err != nil {
 		return fmt.Errorf("desired state of rollout %s: %w", r.ID, err)
@@ -339,7 +339,7 @@ func (c *Coordinator) RollbackTo(ctx context.Context, model, ver, actor string) 
 	if err != nil {
 		return nil, err
 	}
-	d := bus.Desired{Model: model, Versions: []bus.DesiredVersion{{Version: ver, Digest: m.Digest, Weight: 100}}, UpdatedAt: time.Now().UTC()}
+	d := bus.Desired{Model: model, Versions: []bus.DesiredVersion{{Version: ver, Digest: m.ServingDigest(), Weight: 100}}, UpdatedAt: time.Now().UTC()}
 	if old != nil {
 		d.Placement = old.Placement
 	}

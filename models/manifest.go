@@ -13,7 +13,8 @@ import (
 	"time"
 )
 
-// FormatONNX is the only artifact format so far.
+// FormatONNX is the format of a version whose artifact is an ONNX model
+// file (FormatPipeline, in pipeline.go, is the other format).
 const FormatONNX = "onnx"
 
 // TensorSpec describes one input or output of a model: its name, datatype
@@ -66,6 +67,11 @@ type Manifest struct {
 	// of the signed manifest, so a node verifies each module before
 	// compiling it.
 	Transforms *Transforms `json:"transforms,omitempty"`
+	// Pipeline makes the version a chain of other models' pinned
+	// versions (Format FormatPipeline, no Digest of its own; see
+	// pipeline.go). Its Signature is the first step's inputs and the last
+	// step's outputs.
+	Pipeline *Pipeline `json:"pipeline,omitempty"`
 }
 
 // Transforms names a version's pre-processing module (request body to
@@ -263,8 +269,31 @@ func (m *Manifest) Validate() error {
 	if m.Digest != "" && !digestRE.MatchString(m.Digest) {
 		return bad("digest %q: want sha256:<64 hex digits>", m.Digest)
 	}
-	if m.Format != FormatONNX {
-		return bad("format %q: only %q is supported", m.Format, FormatONNX)
+	switch m.Format {
+	case FormatONNX:
+		if m.Pipeline != nil {
+			return bad("an %q version cannot have a pipeline (use format %q)", FormatONNX, FormatPipeline)
+		}
+	case FormatPipeline:
+		if m.Digest != "" {
+			return bad("digest %q: a pipeline has no artifact of its own", m.Digest)
+		}
+		if m.Pipeline == nil {
+			return bad("format %q without a pipeline", FormatPipeline)
+		}
+		if err := m.Pipeline.Validate(m.Name); err != nil {
+			return bad("%v", err)
+		}
+		for i, s := range m.Pipeline.Steps {
+			if s.Digest == "" {
+				return bad("pipeline step %d (%s): no digest", i+1, s.Model)
+			}
+		}
+		if m.Transforms != nil {
+			return bad("a pipeline has no transforms of its own; its steps may")
+		}
+	default:
+		return bad("format %q: want %q or %q", m.Format, FormatONNX, FormatPipeline)
 	}
 	if err := m.Signature.Validate(); err != nil {
 		return bad("%v", err)

@@ -92,6 +92,10 @@ type control struct {
 	states  map[vkey]bus.ModelStatus // desired versions not (yet) serving
 	failed  map[string]time.Time     // digest -> last failure, for backoff
 	synced  map[string]bool          // models this loop manages
+	// steps are the versions installed as steps of a synced pipeline;
+	// each is retired once no loaded pipeline runs it and its own
+	// model's desired state does not want it.
+	steps map[vkey]bool
 
 	flSub *nats.Subscription // federated round starts
 
@@ -130,7 +134,7 @@ func (n *Node) startControl() error {
 	c := &control{
 		n: n, cfg: cfg, names: bus.Names{Prefix: cfg.Prefix}, nc: nc, started: time.Now().UTC(),
 		desired: map[string]*bus.Desired{}, states: map[vkey]bus.ModelStatus{}, failed: map[string]time.Time{},
-		synced: map[string]bool{}, kick: make(chan struct{}, 1),
+		synced: map[string]bool{}, steps: map[vkey]bool{}, kick: make(chan struct{}, 1),
 	}
 	c.ctx, c.cancel = context.WithCancel(context.Background())
 	n.ctl = c
@@ -246,6 +250,7 @@ func (c *control) reconcile(ctx context.Context) {
 	if b == nil {
 		return
 	}
+	wantedAll := map[vkey]bool{}
 	for name, d := range desired {
 		if !c.matches(d.Placement) {
 			continue
@@ -256,6 +261,7 @@ func (c *control) reconcile(ctx context.Context) {
 				continue
 			}
 			wanted[dv.Version] = true
+			wantedAll[vkey{name, dv.Version}] = true
 			c.ensure(ctx, b, name, dv)
 		}
 		c.setTraffic(name, d)
@@ -281,6 +287,32 @@ func (c *control) reconcile(ctx context.Context) {
 	for _, name := range gone {
 		c.n.models.setTraffic(name, nil)
 		c.retire(ctx, name, nil)
+	}
+	c.retireSteps(ctx, wantedAll)
+}
+
+// retireSteps unloads the pipeline step versions that no loaded pipeline
+// runs any more and that their own model's desired state does not want.
+func (c *control) retireSteps(ctx context.Context, wanted map[vkey]bool) {
+	pinned := c.n.models.pinnedSteps()
+	c.mu.Lock()
+	var drop []vkey
+	for k := range c.steps {
+		if !pinned[k] && !wanted[k] {
+			drop = append(drop, k)
+			delete(c.steps, k)
+		}
+	}
+	c.mu.Unlock()
+	for _, k := range drop {
+		if !slices.Contains(c.n.models.syncedVersions(k.model), k.version) {
+			continue
+		}
+		if err := c.n.models.removeVersion(ctx, k.model, k.version); err != nil {
+			c.n.log.Warn("unload a retired pipeline step", "model", k.model, "version", k.version, "err", err)
+			continue
+		}
+		c.n.log.Info("pipeline step version retired", "model", k.model, "version", k.version)
 	}
 }
 
@@ -309,10 +341,18 @@ func (c *control) setTraffic(name string, d *bus.Desired) {
 	c.n.models.setTraffic(name, t)
 }
 
-// retire unloads the synced versions of name that are not wanted.
+// retire unloads the synced versions of name that are not wanted, except
+// those a loaded pipeline runs as a step (retireSteps takes them later).
 func (c *control) retire(ctx context.Context, name string, wanted map[string]bool) {
+	pinned := c.n.models.pinnedSteps()
 	for _, ver := range c.n.models.syncedVersions(name) {
 		if wanted[ver] {
+			continue
+		}
+		if pinned[vkey{name, ver}] {
+			c.mu.Lock()
+			c.steps[vkey{name, ver}] = true
+			c.mu.Unlock()
 			continue
 		}
 		if err := c.n.models.removeVersion(ctx, name, ver); err != nil {
@@ -337,7 +377,7 @@ func (c *control) setState(name, ver, state, reason string) {
 // ensure makes one desired version serve here: fetch, verify, load, warm
 // up. Failures are recorded (and reported) and retried after a backoff.
 func (c *control) ensure(ctx context.Context, b *bus.Buckets, name string, dv bus.DesiredVersion) {
-	if v, err := c.n.models.lookup(name, dv.Version); err == nil && v.manifest.Digest == dv.Digest {
+	if v, err := c.n.models.lookup(name, dv.Version); err == nil && v.manifest.ServingDigest() == dv.Digest {
 		c.setState(name, dv.Version, "", "")
 		return
 	}
@@ -378,9 +418,19 @@ func (c *control) install(ctx context.Context, b *bus.Buckets, name string, dv b
 	if err != nil {
 		return "", fmt.Errorf("manifest of %s %s: %w", name, dv.Version, err)
 	}
-	if man.Name != name || man.Version != dv.Version || man.Digest != dv.Digest {
-		return "", fmt.Errorf("manifest says %s %s %s, desired state says %s %s %s", man.Name, man.Version, man.Digest, name, dv.Version, dv.Digest)
+	if man.Name != name || man.Version != dv.Version || man.ServingDigest() != dv.Digest {
+		return "", fmt.Errorf("manifest says %s %s %s, desired state says %s %s %s", man.Name, man.Version, man.ServingDigest(), name, dv.Version, dv.Digest)
 	}
+	if man.Format == models.FormatPipeline {
+		return c.installPipeline(ctx, b, man)
+	}
+	return c.installManifest(ctx, b, man)
+}
+
+// installManifest fetches, verifies and loads the artifact (and
+// transforms) of a verified ONNX manifest.
+func (c *control) installManifest(ctx context.Context, b *bus.Buckets, man *models.Manifest) (string, error) {
+	name := man.Name
 	art, src, err := c.fetch(ctx, b, name, man)
 	if err != nil {
 		return "", err
@@ -393,6 +443,49 @@ func (c *control) install(ctx context.Context, b *bus.Buckets, name string, dv b
 		return "", err
 	}
 	if err := c.n.models.installSynced(ctx, man, art, ts); err != nil {
+		return "", err
+	}
+	return src, nil
+}
+
+// installPipeline installs a verified pipeline manifest: first each
+// step's pinned version (from the registry, like any synced version, its
+// manifest's digest checked against the one the pipeline pins), then the
+// pipeline over them. Step versions get no traffic split of their own;
+// they are retired when no loaded pipeline runs them and their model's
+// desired state does not want them (retireSteps). A step that is itself
+// a pipeline is refused.
+func (c *control) installPipeline(ctx context.Context, b *bus.Buckets, man *models.Manifest) (string, error) {
+	src := "disk"
+	for i, st := range man.Pipeline.Steps {
+		k := vkey{st.Model, st.Version}
+		c.mu.Lock()
+		c.steps[k] = true
+		c.mu.Unlock()
+		if v, err := c.n.models.lookup(st.Model, st.Version); err == nil && v.manifest.ServingDigest() == st.Digest {
+			continue
+		}
+		var sm bus.SignedManifest
+		if _, err := bus.GetJSON(ctx, b.Registry, st.Model+"."+st.Version, &sm); err != nil {
+			return "", fmt.Errorf("pipeline step %d: manifest of %s %s: %w", i+1, st.Model, st.Version, err)
+		}
+		sman, err := models.VerifyManifest(c.cfg.CoordinatorKey, sm.Manifest, sm.Signature)
+		if err != nil {
+			return "", fmt.Errorf("pipeline step %d: manifest of %s %s: %w", i+1, st.Model, st.Version, err)
+		}
+		if sman.Name != st.Model || sman.Version != st.Version || sman.ServingDigest() != st.Digest {
+			return "", fmt.Errorf("pipeline step %d: registry has %s %s %s, the pipeline pins %s %s %s", i+1, sman.Name, sman.Version, sman.ServingDigest(), st.Model, st.Version, st.Digest)
+		}
+		if sman.Format != models.FormatONNX {
+			return "", fmt.Errorf("pipeline step %d: %s %s has format %q; steps must be %q models", i+1, st.Model, st.Version, sman.Format, models.FormatONNX)
+		}
+		s, err := c.installManifest(ctx, b, sman)
+		if err != nil {
+			return "", fmt.Errorf("pipeline step %d (%s %s): %w", i+1, st.Model, st.Version, err)
+		}
+		src = s
+	}
+	if err := c.n.models.installSyncedPipeline(ctx, man); err != nil {
 		return "", err
 	}
 	return src, nil

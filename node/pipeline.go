@@ -55,7 +55,7 @@ type PipelineStep struct {
 }
 
 // maxPipelineSteps bounds a pipeline's length.
-const maxPipelineSteps = 16
+const maxPipelineSteps = models.MaxPipelineSteps
 
 // defaultPipelineConcurrency is how many requests a pipeline runs at
 // once when its config does not say; each step has its own bound.
@@ -154,52 +154,33 @@ func (m *manager) planPipeline(name string, p *PipelineConfig) (*pipelineSession
 		}
 		sigs[i] = v.manifest.Signature
 	}
-	for i := 1; i < len(sigs); i++ {
-		prev, cur := sigs[i-1], sigs[i]
-		pname, cname := p.Steps[i-1].Model, p.Steps[i].Model
-		var ls []link
-		if len(prev.Outputs) == 1 && len(cur.Inputs) == 1 {
-			if err := specsFit(prev.Outputs[0], cur.Inputs[0]); err != nil {
-				return nil, fmt.Errorf("pipeline %q: step %d (%s) output %q does not fit step %d (%s) input %q: %v", name, i, pname, prev.Outputs[0].Name, i+1, cname, cur.Inputs[0].Name, err)
-			}
-			ls = []link{{prev.Outputs[0].Name, cur.Inputs[0].Name}}
-		} else {
-			for _, in := range cur.Inputs {
-				out, ok := prev.Output(in.Name)
-				if !ok {
-					return nil, fmt.Errorf("pipeline %q: step %d (%s) input %q has no output of that name in step %d (%s), whose outputs are %s", name, i+1, cname, in.Name, i, pname, specNames(prev.Outputs))
-				}
-				if err := specsFit(out, in); err != nil {
-					return nil, fmt.Errorf("pipeline %q: step %d (%s) output %q does not fit step %d (%s) input %q: %v", name, i, pname, out.Name, i+1, cname, in.Name, err)
-				}
-				ls = append(ls, link{out.Name, in.Name})
-			}
+	sig, links, err := models.PipelineSignature(sigs)
+	if err != nil {
+		var le *models.StepLinkError
+		if !errors.As(err, &le) {
+			return nil, fmt.Errorf("pipeline %q: %w", name, err)
 		}
-		s.links = append(s.links, ls)
+		i := le.Step // 1-based index of the producing step
+		pname, cname := p.Steps[i-1].Model, p.Steps[i].Model
+		if le.Output == "" {
+			return nil, fmt.Errorf("pipeline %q: step %d (%s) input %q has no output of that name in step %d (%s), whose outputs are [%s]", name, i+1, cname, le.Input, i, pname, strings.Join(le.Outputs, ", "))
+		}
+		return nil, fmt.Errorf("pipeline %q: step %d (%s) output %q does not fit step %d (%s) input %q: %v", name, i, pname, le.Output, i+1, cname, le.Input, le.Err)
 	}
-	s.sig = models.Signature{
-		Inputs:  slices.Clone(sigs[0].Inputs),
-		Outputs: slices.Clone(sigs[len(sigs)-1].Outputs),
+	for _, ls := range links {
+		ll := make([]link, len(ls))
+		for j, l := range ls {
+			ll[j] = link{l.From, l.To}
+		}
+		s.links = append(s.links, ll)
 	}
+	s.sig = sig
 	return s, nil
 }
 
-// specsFit reports whether a tensor produced as out can be fed as in.
-func specsFit(out, in models.TensorSpec) error {
-	if out.DataType != in.DataType {
-		return fmt.Errorf("datatype %s, want %s", out.DataType, in.DataType)
-	}
-	if len(out.Shape) != len(in.Shape) {
-		return fmt.Errorf("shape %v has rank %d, want %v (rank %d)", out.Shape, len(out.Shape), in.Shape, len(in.Shape))
-	}
-	for d := range out.Shape {
-		a, b := out.Shape[d], in.Shape[d]
-		if a != b && a >= 0 && b >= 0 {
-			return fmt.Errorf("shape %v, want %v (dimension %d)", out.Shape, in.Shape, d)
-		}
-	}
-	return nil
-}
+// specsFit reports whether a tensor produced as out can be fed as in
+// (models.SpecFits, the rule the coordinator checks at push time too).
+func specsFit(out, in models.TensorSpec) error { return models.SpecFits(out, in) }
 
 // loadPipeline (re)loads a pipeline model. The caller holds loadMu. A
 // pipeline that does not validate is UNAVAILABLE with the reason, even if
@@ -311,4 +292,106 @@ func (m *manager) reloadPipelinesUsing(ctx context.Context, name string, depth i
 			m.reloadPipelinesUsing(ctx, p, depth+1)
 		}
 	}
+}
+
+// Synced pipelines. A pipeline version the coordinator deploys comes as
+// a signed manifest of format models.FormatPipeline that pins each step's
+// version and digest. The control loop installs the step versions first
+// (as synced versions of their own models, with no traffic split of
+// their own unless their model is deployed too; control.go), then calls
+// installSyncedPipeline, which checks every step is loaded with the
+// pinned digest and that the steps, as loaded here, still wire into the
+// signature the manifest signs.
+
+// installSyncedPipeline loads a pipeline version from its verified
+// manifest. It is pinned (never evicted) like any synced version.
+func (m *manager) installSyncedPipeline(ctx context.Context, man *models.Manifest) error {
+	if man.Format != models.FormatPipeline || man.Pipeline == nil {
+		return fmt.Errorf("model %q version %q is not a pipeline", man.Name, man.Version)
+	}
+	m.loadMu.Lock()
+	defer m.loadMu.Unlock()
+	want := man.ServingDigest()
+	if v, err := m.lookup(man.Name, man.Version); err == nil && v.manifest.ServingDigest() == want {
+		v.synced = true
+		return nil
+	}
+	pc := &PipelineConfig{Steps: make([]PipelineStep, len(man.Pipeline.Steps))}
+	for i, st := range man.Pipeline.Steps {
+		v, err := m.lookup(st.Model, st.Version)
+		if err != nil {
+			return fmt.Errorf("pipeline %q step %d: %w", man.Name, i+1, err)
+		}
+		if d := v.manifest.ServingDigest(); d != st.Digest {
+			return fmt.Errorf("pipeline %q step %d: %s version %s here has digest %s, the pipeline pins %s", man.Name, i+1, st.Model, st.Version, d, st.Digest)
+		}
+		pc.Steps[i] = PipelineStep{Model: st.Model, Version: st.Version}
+	}
+	ps, err := m.planPipeline(man.Name, pc)
+	if err != nil {
+		return err
+	}
+	if !sameSignature(ps.sig, man.Signature) {
+		return fmt.Errorf("pipeline %q version %s: its steps as loaded here wire into inputs %s and outputs %s, the manifest signs inputs %s and outputs %s",
+			man.Name, man.Version, specNames(ps.sig.Inputs), specNames(ps.sig.Outputs), specNames(man.Signature.Inputs), specNames(man.Signature.Outputs))
+	}
+	one := 1
+	noProfile := false
+	rm := &repoModel{Name: man.Name}
+	rm.Config.Labels = man.Labels
+	rm.Config.MaxBatchSize = &one
+	rm.Config.Concurrency = defaultPipelineConcurrency
+	rm.Config.ProfileBatchSizes = &noProfile
+	v, err := m.newVersion(ctx, rm, repoVersion{Version: man.Version, ModTime: man.CreatedAt}, ps, want, 0)
+	if err != nil {
+		return err
+	}
+	v.manifest = *man
+	v.synced = true
+	m.mu.Lock()
+	e, ok := m.models[man.Name]
+	if !ok || e.state != StateReady {
+		e = &modelEntry{name: man.Name, state: StateReady, versions: map[string]*version{}, latest: man.Version}
+		m.models[man.Name] = e
+	}
+	old := e.versions[man.Version]
+	e.versions[man.Version] = v
+	if versionLess(e.latest, man.Version) {
+		e.latest = man.Version
+	}
+	m.mu.Unlock()
+	if old != nil {
+		old.close(ctx)
+	}
+	m.n.metrics.modelProvider.WithLabelValues(man.Name, man.Version, ps.Provider()).Set(1)
+	m.refreshGauges()
+	m.generation.Add(1)
+	m.n.meshChanged()
+	m.n.log.Info("pipeline version loaded", "model", man.Name, "version", man.Version, "steps", len(pc.Steps))
+	return nil
+}
+
+// pinnedSteps lists the step versions that the loaded synced pipelines
+// run, which the control loop must not retire.
+func (m *manager) pinnedSteps() map[vkey]bool {
+	out := map[vkey]bool{}
+	for _, v := range m.loadedVersions() {
+		if v.synced && v.manifest.Pipeline != nil {
+			for _, st := range v.manifest.Pipeline.Steps {
+				out[vkey{st.Model, st.Version}] = true
+			}
+		}
+	}
+	return out
+}
+
+// sameSignature reports whether two signatures have the same inputs and
+// outputs in the same order.
+func sameSignature(a, b models.Signature) bool {
+	eq := func(x, y []models.TensorSpec) bool {
+		return slices.EqualFunc(x, y, func(s, t models.TensorSpec) bool {
+			return s.Name == t.Name && s.DataType == t.DataType && slices.Equal(s.Shape, t.Shape)
+		})
+	}
+	return eq(a.Inputs, b.Inputs) && eq(a.Outputs, b.Outputs)
 }

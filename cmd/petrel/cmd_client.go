@@ -1587,3 +1587,83 @@ func runAudit(ctx context.Context, e *env, args []string) int {
 	w.Flush()
 	return 0
 }
+
+// --- petrel model push-pipeline ---
+
+const usagePushPipeline = "petrel model push-pipeline NAME --version V --steps model:version,model:version[,...] [--labels k=v,k=v] [--allow-breaking] [--json]"
+
+// parsePipelineSteps parses "a:1,b:2" into pinned steps.
+func parsePipelineSteps(s string) ([]coordinator.PipelineStepRef, error) {
+	var out []coordinator.PipelineStepRef
+	for _, p := range commaList(s) {
+		model, ver, ok := strings.Cut(p, ":")
+		if !ok || model == "" || ver == "" {
+			return nil, fmt.Errorf("step %q: want model:version", p)
+		}
+		if err := checkModel(model); err != nil {
+			return nil, fmt.Errorf("step %q: %w", p, err)
+		}
+		if err := checkVersion(ver); err != nil {
+			return nil, fmt.Errorf("step %q: %w", p, err)
+		}
+		out = append(out, coordinator.PipelineStepRef{Model: model, Version: ver})
+	}
+	if len(out) < models.MinPipelineSteps || len(out) > models.MaxPipelineSteps {
+		return nil, fmt.Errorf("%d steps, want %d to %d", len(out), models.MinPipelineSteps, models.MaxPipelineSteps)
+	}
+	return out, nil
+}
+
+// runModelPushPipeline declares a pipeline version over pinned versions
+// of models in the registry; the coordinator checks the steps fit.
+func runModelPushPipeline(ctx context.Context, e *env, args []string) int {
+	c := &cmdCtx{e: e, name: "petrel model push-pipeline", use: usagePushPipeline}
+	fs := c.newFlagSet()
+	var mf mgmtFlags
+	mf.register(fs, e)
+	ver := fs.String("version", "", "version of the pipeline (required)")
+	stepsFlag := fs.String("steps", "", "the steps in order, model:version,model:version (required)")
+	labels := fs.String("labels", "", "labels of the version, k=v,k=v")
+	allowBreaking := fs.Bool("allow-breaking", false, "accept a signature incompatible with the previous version's")
+	asJSON := fs.Bool("json", false, "print the coordinator's JSON answer")
+	pos, code, ok := c.parse(fs, args, 1, 1)
+	if !ok {
+		return code
+	}
+	if err := checkModel(pos[0]); err != nil {
+		return c.fail(err)
+	}
+	if err := checkVersion(*ver); err != nil {
+		return c.fail(err)
+	}
+	steps, err := parsePipelineSteps(*stepsFlag)
+	if err != nil {
+		return c.fail(usageErrorf("--steps: %v", err))
+	}
+	l, err := coordinator.ParseLabels(*labels)
+	if err != nil {
+		return c.fail(usageErrorf("--labels: %v", err))
+	}
+	cl, err := mf.client(fs, requestTimeout)
+	if err != nil {
+		return c.fail(err)
+	}
+	req := coordinator.PipelineRequest{Steps: steps, Labels: l, AllowBreaking: *allowBreaking}
+	var res struct {
+		Manifest models.Manifest `json:"manifest"`
+	}
+	b, err := cl.sendJSON(ctx, http.MethodPost, modelPath(pos[0], "versions", *ver, "pipeline"), req, &res)
+	if err != nil {
+		return c.fail(err)
+	}
+	if *asJSON {
+		printRaw(e.stdout, b)
+		return 0
+	}
+	names := make([]string, len(steps))
+	for i, s := range steps {
+		names[i] = s.Model + ":" + s.Version
+	}
+	fmt.Fprintf(e.stdout, "pushed pipeline %s version %s: %s\ndigest: %s\n", clean(pos[0]), clean(*ver), clean(strings.Join(names, " -> ")), res.Manifest.ServingDigest())
+	return 0
+}

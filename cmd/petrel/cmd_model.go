@@ -16,13 +16,15 @@ import (
 
 func runModel(ctx context.Context, e *env, args []string) int {
 	if len(args) == 0 {
-		fmt.Fprintln(e.stderr, "usage: petrel model push|list|show|rm|deploy|shadow|inspect|sample [flags]\n"+
+		fmt.Fprintln(e.stderr, "usage: petrel model push|push-pipeline|list|show|rm|deploy|shadow|inspect|sample [flags]\n"+
 			"  (petrel model inspect FILE | petrel model sample --repo DIR [--large]; 'petrel model <subcommand> -h' for flags)")
 		return 2
 	}
 	switch args[0] {
 	case "push":
 		return runModelPush(ctx, e, args[1:])
+	case "push-pipeline":
+		return runModelPushPipeline(ctx, e, args[1:])
 	case "list":
 		return runModelList(ctx, e, args[1:])
 	case "show":
