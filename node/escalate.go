@@ -10,7 +10,6 @@ import (
 	"net/http"
 	"slices"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/petrel-mesh/petrel/models"
@@ -385,22 +384,9 @@ func (f *forwarder) ask(ctx context.Context, name string, req *oip.Request, hop 
 	if hop.hops >= f.cfg.MaxHops {
 		return nil, fmt.Errorf("the request already took %d hops, the most the mesh allows", hop.hops)
 	}
-	fwd := *req
-	fwd.Timeout = 0 // the deadline travels in Petrel-Timeout
-	body, jsonLen, err := oip.AppendRequest(nil, &fwd, true)
+	body, hdr, via, err := f.encodeHop(req, hop)
 	if err != nil {
 		return nil, fmt.Errorf("encode for escalation: %w", err)
-	}
-	via := append(slices.Clip(hop.via), f.n.cfg.ID)
-	hdr := http.Header{
-		HeaderHops: {strconv.Itoa(hop.hops + 1)},
-		HeaderVia:  {strings.Join(via, ",")},
-	}
-	if jsonLen < len(body) {
-		hdr.Set("Content-Type", "application/octet-stream")
-		hdr.Set("Inference-Header-Content-Length", strconv.Itoa(jsonLen))
-	} else {
-		hdr.Set("Content-Type", "application/json")
 	}
 	path := client.InferPath(name, "")
 	ans, err := f.toPeers(ctx, name, "", path, body, hdr, via)

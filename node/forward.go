@@ -187,6 +187,29 @@ func newForwarder(n *Node, cfg MeshConfig, peers peerSource, tlsCfg *tls.Config)
 	return f, nil
 }
 
+// encodeHop re-encodes a request for the next hop (binary tensors) with
+// its mesh headers: the hop count, and Via with this node appended.
+func (f *forwarder) encodeHop(req *oip.Request, hop meshHop) ([]byte, http.Header, []string, error) {
+	fwd := *req
+	fwd.Timeout = 0 // the deadline travels in Petrel-Timeout
+	body, jsonLen, err := oip.AppendRequest(nil, &fwd, true)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	via := append(slices.Clip(hop.via), f.n.cfg.ID)
+	hdr := http.Header{
+		HeaderHops: {strconv.Itoa(hop.hops + 1)},
+		HeaderVia:  {strings.Join(via, ",")},
+	}
+	if jsonLen < len(body) {
+		hdr.Set("Content-Type", "application/octet-stream")
+		hdr.Set("Inference-Header-Content-Length", strconv.Itoa(jsonLen))
+	} else {
+		hdr.Set("Content-Type", "application/json")
+	}
+	return body, hdr, via, nil
+}
+
 // originClient is the client for the origin URL: HTTP/3 with the mesh
 // certificate for https, plain HTTP otherwise.
 func (f *forwarder) originClient() *http.Client {
@@ -239,22 +262,9 @@ func (f *forwarder) forward(w http.ResponseWriter, r *http.Request, name, ver st
 	ctx, cancel := context.WithTimeout(r.Context(), timeout)
 	defer cancel()
 
-	fwd := *req
-	fwd.Timeout = 0 // the deadline travels in Petrel-Timeout
-	body, jsonLen, err := oip.AppendRequest(nil, &fwd, true)
+	body, hdr, via, err := f.encodeHop(req, hop)
 	if err != nil {
 		return false, fmt.Errorf("re-encode for forwarding: %w", err)
-	}
-	via := append(slices.Clip(hop.via), f.n.cfg.ID)
-	hdr := http.Header{
-		HeaderHops: {strconv.Itoa(hop.hops + 1)},
-		HeaderVia:  {strings.Join(via, ",")},
-	}
-	if jsonLen < len(body) {
-		hdr.Set("Content-Type", "application/octet-stream")
-		hdr.Set("Inference-Header-Content-Length", strconv.Itoa(jsonLen))
-	} else {
-		hdr.Set("Content-Type", "application/json")
 	}
 	path := client.InferPath(name, ver)
 

@@ -345,13 +345,21 @@ func (n *Node) handleInfer(w http.ResponseWriter, r *http.Request) {
 		n.lookupError(w, err)
 		return
 	}
+	n.serveVersion(w, v, start, func() (int, error) { return n.infer(w, r, v, hop) })
+}
+
+// serveVersion runs one request on version v (serve writes the success
+// response and returns the status and error otherwise) and keeps the
+// request figures: the in-flight gauges, the statistics endpoint's
+// counters, the latency metrics and the rollout figures.
+func (n *Node) serveVersion(w http.ResponseWriter, v *version, start time.Time, serve func() (int, error)) {
 	n.metrics.inflight.Inc()
 	n.inflight.Add(1)
 	defer func() {
 		n.metrics.inflight.Dec()
 		n.inflight.Add(-1)
 	}()
-	status, err := n.infer(w, r, v, hop)
+	status, err := serve()
 	elapsed := time.Since(start)
 	if err != nil {
 		writeError(w, status, err.Error())
@@ -368,8 +376,9 @@ func (n *Node) handleInfer(w http.ResponseWriter, r *http.Request) {
 	v.hist.observe(elapsed)
 	v.requests.Add(1)
 	if status >= 500 || status == http.StatusUnprocessableEntity {
-		// The version's fault: it failed, or refused a request that fits
-		// its signature. A 4xx for input that does not fit is the client's.
+		// The version's fault: it (or its transforms) failed, or it
+		// refused a request that fits its signature. A 4xx for input that
+		// does not fit is the client's.
 		v.serverErrors.Add(1)
 	}
 }

@@ -228,31 +228,7 @@ func (n *Node) handlePredict(w http.ResponseWriter, r *http.Request) {
 		n.lookupError(w, err)
 		return
 	}
-	n.metrics.inflight.Inc()
-	n.inflight.Add(1)
-	defer func() {
-		n.metrics.inflight.Dec()
-		n.inflight.Add(-1)
-	}()
-	status, err := n.predict(w, r, v)
-	elapsed := time.Since(start)
-	if err != nil {
-		writeError(w, status, err.Error())
-		v.stats.failCount.Add(1)
-		v.stats.failNs.Add(int64(elapsed))
-		v.failCount.Inc()
-	} else {
-		v.stats.successCount.Add(1)
-		v.stats.successNs.Add(int64(elapsed))
-		v.okCount.Inc()
-	}
-	v.stats.lastInference.Store(start.UnixMilli())
-	v.reqLat.Observe(elapsed.Seconds())
-	v.hist.observe(elapsed)
-	v.requests.Add(1)
-	if status >= 500 || status == http.StatusUnprocessableEntity {
-		v.serverErrors.Add(1) // the version's fault (its model or its transforms)
-	}
+	n.serveVersion(w, v, start, func() (int, error) { return n.predict(w, r, v) })
 }
 
 // errNoPre answers /predict for a version without a pre transform.
