@@ -295,6 +295,34 @@ type cmdCtx struct {
 	e    *env
 	name string // "petrel model push"
 	use  string // the usage line, without "usage: "
+	mf   mgmtFlags
+}
+
+// mgmtCommand starts a management command: its context and a flag set
+// with --coordinator, --token and --token-file registered.
+func mgmtCommand(e *env, name, use string) (*cmdCtx, *flag.FlagSet) {
+	c := &cmdCtx{e: e, name: name, use: use}
+	fs := c.newFlagSet()
+	c.mf.register(fs, e)
+	return c, fs
+}
+
+// parseModel parses the command line of a command that takes one model
+// name and nothing to check before it talks to the coordinator, and
+// builds its client. When ok is false, code is the exit code.
+func (c *cmdCtx) parseModel(fs *flag.FlagSet, args []string) (model string, cl *mgmtClient, code int, ok bool) {
+	pos, code, ok := c.parse(fs, args, 1, 1)
+	if !ok {
+		return "", nil, code, false
+	}
+	if err := checkModel(pos[0]); err != nil {
+		return "", nil, c.fail(err), false
+	}
+	cl, err := c.mf.client(fs, requestTimeout)
+	if err != nil {
+		return "", nil, c.fail(err), false
+	}
+	return pos[0], cl, 0, true
 }
 
 // fail prints err the way its kind asks for and returns the exit code:
@@ -528,10 +556,7 @@ const (
 
 // runModelPush pushes a model file to the registry.
 func runModelPush(ctx context.Context, e *env, args []string) int {
-	c := &cmdCtx{e: e, name: "petrel model push", use: usagePush}
-	fs := c.newFlagSet()
-	var mf mgmtFlags
-	mf.register(fs, e)
+	c, fs := mgmtCommand(e, "petrel model push", usagePush)
 	name := fs.String("name", "", "model name (required)")
 	ver := fs.String("version", "", "version to create (required; versions are immutable)")
 	golden := fs.String("golden", "", "golden examples file (JSON) the version must reproduce")
@@ -574,7 +599,7 @@ func runModelPush(ctx context.Context, e *env, args []string) int {
 		}
 		*t.dst = b
 	}
-	cl, err := mf.client(fs, pushTimeout)
+	cl, err := c.mf.client(fs, pushTimeout)
 	if err != nil {
 		return c.fail(err)
 	}
@@ -801,15 +826,12 @@ func printRejection(e *env, ae *apiError) {
 
 // runModelList lists the registry's models.
 func runModelList(ctx context.Context, e *env, args []string) int {
-	c := &cmdCtx{e: e, name: "petrel model list", use: usageList}
-	fs := c.newFlagSet()
-	var mf mgmtFlags
-	mf.register(fs, e)
+	c, fs := mgmtCommand(e, "petrel model list", usageList)
 	asJSON := fs.Bool("json", false, "print the coordinator's JSON answer")
 	if _, code, ok := c.parse(fs, args, 0, 0); !ok {
 		return code
 	}
-	cl, err := mf.client(fs, requestTimeout)
+	cl, err := c.mf.client(fs, requestTimeout)
 	if err != nil {
 		return c.fail(err)
 	}
@@ -838,24 +860,14 @@ func runModelList(ctx context.Context, e *env, args []string) int {
 // runModelShow prints one model: versions, desired split, rollout,
 // figures and nodes.
 func runModelShow(ctx context.Context, e *env, args []string) int {
-	c := &cmdCtx{e: e, name: "petrel model show", use: usageShow}
-	fs := c.newFlagSet()
-	var mf mgmtFlags
-	mf.register(fs, e)
+	c, fs := mgmtCommand(e, "petrel model show", usageShow)
 	asJSON := fs.Bool("json", false, "print the coordinator's JSON answer")
-	pos, code, ok := c.parse(fs, args, 1, 1)
+	model, cl, code, ok := c.parseModel(fs, args)
 	if !ok {
 		return code
 	}
-	if err := checkModel(pos[0]); err != nil {
-		return c.fail(err)
-	}
-	cl, err := mf.client(fs, requestTimeout)
-	if err != nil {
-		return c.fail(err)
-	}
 	var d coordinator.ModelDetail
-	b, err := cl.getJSON(ctx, modelPath(pos[0]), &d)
+	b, err := cl.getJSON(ctx, modelPath(model), &d)
 	if err != nil {
 		return c.fail(err)
 	}
@@ -919,10 +931,7 @@ func runModelShow(ctx context.Context, e *env, args []string) int {
 
 // runModelRm removes a model or one of its versions.
 func runModelRm(ctx context.Context, e *env, args []string) int {
-	c := &cmdCtx{e: e, name: "petrel model rm", use: usageRm}
-	fs := c.newFlagSet()
-	var mf mgmtFlags
-	mf.register(fs, e)
+	c, fs := mgmtCommand(e, "petrel model rm", usageRm)
 	ver := fs.String("version", "", "remove only this version (default: the whole model)")
 	pos, code, ok := c.parse(fs, args, 1, 1)
 	if !ok {
@@ -938,7 +947,7 @@ func runModelRm(ctx context.Context, e *env, args []string) int {
 		}
 		path = modelPath(pos[0], "versions", *ver)
 	}
-	cl, err := mf.client(fs, requestTimeout)
+	cl, err := c.mf.client(fs, requestTimeout)
 	if err != nil {
 		return c.fail(err)
 	}
@@ -958,10 +967,7 @@ func runModelRm(ctx context.Context, e *env, args []string) int {
 
 // runModelDeploy makes one version serve all of a model's traffic.
 func runModelDeploy(ctx context.Context, e *env, args []string) int {
-	c := &cmdCtx{e: e, name: "petrel model deploy", use: usageDeploy}
-	fs := c.newFlagSet()
-	var mf mgmtFlags
-	mf.register(fs, e)
+	c, fs := mgmtCommand(e, "petrel model deploy", usageDeploy)
 	ver := fs.String("version", "", "version to serve (required)")
 	regions := fs.String("regions", "", "placement: only nodes in these regions, a,b")
 	labels := fs.String("labels", "", "placement: only nodes with these labels, k=v,k=v")
@@ -990,7 +996,7 @@ func runModelDeploy(ctx context.Context, e *env, args []string) int {
 		}
 		req.Placement = p
 	}
-	cl, err := mf.client(fs, requestTimeout)
+	cl, err := c.mf.client(fs, requestTimeout)
 	if err != nil {
 		return c.fail(err)
 	}
@@ -1010,10 +1016,7 @@ func runModelDeploy(ctx context.Context, e *env, args []string) int {
 // runModelShadow mirrors traffic to a version, or prints the shadow
 // comparison report.
 func runModelShadow(ctx context.Context, e *env, args []string) int {
-	c := &cmdCtx{e: e, name: "petrel model shadow", use: usageShadow}
-	fs := c.newFlagSet()
-	var mf mgmtFlags
-	mf.register(fs, e)
+	c, fs := mgmtCommand(e, "petrel model shadow", usageShadow)
 	ver := fs.String("version", "", "version to mirror traffic to")
 	share := fs.Float64("share", 0, "percent of the model's traffic to mirror (0 stops mirroring)")
 	report := fs.Bool("report", false, "print how the shadow versions compare with the serving one")
@@ -1041,7 +1044,7 @@ func runModelShadow(ctx context.Context, e *env, args []string) int {
 			return c.fail(usageErrorf("--share %v: want a percentage in [0, 100]", *share))
 		}
 	}
-	cl, err := mf.client(fs, requestTimeout)
+	cl, err := c.mf.client(fs, requestTimeout)
 	if err != nil {
 		return c.fail(err)
 	}
@@ -1126,10 +1129,7 @@ func runRollout(ctx context.Context, e *env, args []string) int {
 
 // runRolloutStart starts a canary rollout.
 func runRolloutStart(ctx context.Context, e *env, args []string) int {
-	c := &cmdCtx{e: e, name: "petrel rollout start", use: usageRolloutStart}
-	fs := c.newFlagSet()
-	var mf mgmtFlags
-	mf.register(fs, e)
+	c, fs := mgmtCommand(e, "petrel rollout start", usageRolloutStart)
 	ver := fs.String("version", "", "version to roll out (required)")
 	stepsS := fs.String("steps", "1,5,10,50,100", "traffic percent of the new version at each step; increasing, the last 100")
 	interval := fs.Duration("interval", 30*time.Second, "least time at each step")
@@ -1163,7 +1163,7 @@ func runRolloutStart(ctx context.Context, e *env, args []string) int {
 	if *maxP99 > 0 {
 		req.MaxP99 = maxP99.String()
 	}
-	cl, err := mf.client(fs, requestTimeout)
+	cl, err := c.mf.client(fs, requestTimeout)
 	if err != nil {
 		return c.fail(err)
 	}
@@ -1183,24 +1183,14 @@ func runRolloutStart(ctx context.Context, e *env, args []string) int {
 
 // runRolloutStatus prints a model's rollout, once or until it ends.
 func runRolloutStatus(ctx context.Context, e *env, args []string) int {
-	c := &cmdCtx{e: e, name: "petrel rollout status", use: usageRolloutStatus}
-	fs := c.newFlagSet()
-	var mf mgmtFlags
-	mf.register(fs, e)
+	c, fs := mgmtCommand(e, "petrel rollout status", usageRolloutStatus)
 	asJSON := fs.Bool("json", false, "print the coordinator's JSON answer")
 	watch := fs.Bool("watch", false, "poll every 2s and print changes until the rollout ends; exit 0 if promoted, 1 if rolled back or aborted")
-	pos, code, ok := c.parse(fs, args, 1, 1)
+	model, cl, code, ok := c.parseModel(fs, args)
 	if !ok {
 		return code
 	}
-	if err := checkModel(pos[0]); err != nil {
-		return c.fail(err)
-	}
-	cl, err := mf.client(fs, requestTimeout)
-	if err != nil {
-		return c.fail(err)
-	}
-	path := "/v1/rollouts/" + url.PathEscape(pos[0])
+	path := "/v1/rollouts/" + url.PathEscape(model)
 	get := func() (*rollout.Rollout, []byte, error) {
 		var r rollout.Rollout
 		b, err := cl.getJSON(ctx, path, &r)
@@ -1270,10 +1260,7 @@ func runRolloutAction(ctx context.Context, e *env, action string, args []string)
 	if action == "rollback" {
 		use = usageRollback
 	}
-	c := &cmdCtx{e: e, name: "petrel rollout " + action, use: use}
-	fs := c.newFlagSet()
-	var mf mgmtFlags
-	mf.register(fs, e)
+	c, fs := mgmtCommand(e, "petrel rollout "+action, use)
 	asJSON := fs.Bool("json", false, "print the coordinator's JSON answer")
 	var ver, reason *string
 	if action == "rollback" {
@@ -1307,7 +1294,7 @@ func runRolloutAction(ctx context.Context, e *env, action string, args []string)
 			}{toVersion, *reason}
 		}
 	}
-	cl, err := mf.client(fs, requestTimeout)
+	cl, err := c.mf.client(fs, requestTimeout)
 	if err != nil {
 		return c.fail(err)
 	}
@@ -1400,10 +1387,7 @@ const usageRoute = "petrel route MODEL [--lat X --lon Y] [--region R] [--limit N
 
 // runRoute asks the coordinator which nodes a client should use.
 func runRoute(ctx context.Context, e *env, args []string) int {
-	c := &cmdCtx{e: e, name: "petrel route", use: usageRoute}
-	fs := c.newFlagSet()
-	var mf mgmtFlags
-	mf.register(fs, e)
+	c, fs := mgmtCommand(e, "petrel route", usageRoute)
 	lat := fs.Float64("lat", 0, "client latitude in degrees (with --lon)")
 	lon := fs.Float64("lon", 0, "client longitude in degrees (with --lat)")
 	region := fs.String("region", "", "client region")
@@ -1437,7 +1421,7 @@ func runRoute(ctx context.Context, e *env, args []string) int {
 		}
 		q.Set("limit", strconv.Itoa(*limit))
 	}
-	cl, err := mf.client(fs, requestTimeout)
+	cl, err := c.mf.client(fs, requestTimeout)
 	if err != nil {
 		return c.fail(err)
 	}
@@ -1501,10 +1485,7 @@ const usageAudit = "petrel audit [--model M] [--kind K] [--actor A] [--since 1h|
 
 // runAudit prints the audit trail, one line per event.
 func runAudit(ctx context.Context, e *env, args []string) int {
-	c := &cmdCtx{e: e, name: "petrel audit", use: usageAudit}
-	fs := c.newFlagSet()
-	var mf mgmtFlags
-	mf.register(fs, e)
+	c, fs := mgmtCommand(e, "petrel audit", usageAudit)
 	model := fs.String("model", "", "only events of this model")
 	kind := fs.String("kind", "", "only events of this kind (push, validate, deploy, rollout.start, promote, rollback, rm, ...)")
 	actor := fs.String("actor", "", "only events caused by this token name")
@@ -1544,7 +1525,7 @@ func runAudit(ctx context.Context, e *env, args []string) int {
 		}
 		q.Set("limit", strconv.Itoa(*limit))
 	}
-	cl, err := mf.client(fs, requestTimeout)
+	cl, err := c.mf.client(fs, requestTimeout)
 	if err != nil {
 		return c.fail(err)
 	}
@@ -1617,10 +1598,7 @@ func parsePipelineSteps(s string) ([]coordinator.PipelineStepRef, error) {
 // runModelPushPipeline declares a pipeline version over pinned versions
 // of models in the registry; the coordinator checks the steps fit.
 func runModelPushPipeline(ctx context.Context, e *env, args []string) int {
-	c := &cmdCtx{e: e, name: "petrel model push-pipeline", use: usagePushPipeline}
-	fs := c.newFlagSet()
-	var mf mgmtFlags
-	mf.register(fs, e)
+	c, fs := mgmtCommand(e, "petrel model push-pipeline", usagePushPipeline)
 	ver := fs.String("version", "", "version of the pipeline (required)")
 	stepsFlag := fs.String("steps", "", "the steps in order, model:version,model:version (required)")
 	labels := fs.String("labels", "", "labels of the version, k=v,k=v")
@@ -1644,7 +1622,7 @@ func runModelPushPipeline(ctx context.Context, e *env, args []string) int {
 	if err != nil {
 		return c.fail(usageErrorf("--labels: %v", err))
 	}
-	cl, err := mf.client(fs, requestTimeout)
+	cl, err := c.mf.client(fs, requestTimeout)
 	if err != nil {
 		return c.fail(err)
 	}

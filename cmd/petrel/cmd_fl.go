@@ -37,10 +37,7 @@ func runFL(ctx context.Context, e *env, args []string) int {
 }
 
 func runFLRoundStart(ctx context.Context, e *env, args []string) int {
-	c := &cmdCtx{e: e, name: "petrel fl round start", use: usageFLRoundStart}
-	fs := c.newFlagSet()
-	var mf mgmtFlags
-	mf.register(fs, e)
+	c, fs := mgmtCommand(e, "petrel fl round start", usageFLRoundStart)
 	var req coordinator.RoundRequest
 	fs.Float64Var(&req.Fraction, "fraction", 0.1, "share of the nodes serving the model to sample")
 	fs.IntVar(&req.MinClients, "min-clients", 1, "least number of clients; the round fails with fewer updates by the deadline")
@@ -71,7 +68,7 @@ func runFLRoundStart(ctx context.Context, e *env, args []string) int {
 	if _, err := time.ParseDuration(req.Deadline); err != nil {
 		return c.fail(usageErrorf("--deadline %q: %v", req.Deadline, err))
 	}
-	cl, err := mf.client(fs, requestTimeout)
+	cl, err := c.mf.client(fs, requestTimeout)
 	if err != nil {
 		return c.fail(err)
 	}
@@ -91,17 +88,14 @@ func runFLRoundStart(ctx context.Context, e *env, args []string) int {
 }
 
 func runFLStatus(ctx context.Context, e *env, args []string) int {
-	c := &cmdCtx{e: e, name: "petrel fl status", use: usageFLStatus}
-	fs := c.newFlagSet()
-	var mf mgmtFlags
-	mf.register(fs, e)
+	c, fs := mgmtCommand(e, "petrel fl status", usageFLStatus)
 	model := fs.String("model", "", "only this model's rounds")
 	asJSON := fs.Bool("json", false, "print the coordinator's JSON answer")
 	pos, code, ok := c.parse(fs, args, 0, 1)
 	if !ok {
 		return code
 	}
-	cl, err := mf.client(fs, requestTimeout)
+	cl, err := c.mf.client(fs, requestTimeout)
 	if err != nil {
 		return c.fail(err)
 	}
