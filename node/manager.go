@@ -81,7 +81,11 @@ type manager struct {
 	models map[string]*modelEntry
 	// traffic holds the coordinator's split of models it manages.
 	traffic map[string]*traffic
-	loadMu  sync.Mutex // serialises load/unload
+	// splits and shadowed count the models with a split and with
+	// shadows, so that requests skip the traffic lookups when there are
+	// none.
+	splits, shadowed atomic.Int32
+	loadMu           sync.Mutex // serialises load/unload
 	// generation counts catalog changes (loads, unloads), for the mesh.
 	generation atomic.Uint64
 	// pipelineSteps maps each pipeline model that was loaded (or tried)

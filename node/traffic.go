@@ -79,14 +79,25 @@ func (m *manager) setTraffic(name string, t *traffic) {
 	defer m.mu.Unlock()
 	if t == nil {
 		delete(m.traffic, name)
-		return
+	} else {
+		m.traffic[name] = t
 	}
-	m.traffic[name] = t
+	shadowed := 0
+	for _, t := range m.traffic {
+		if len(t.shadows) > 0 {
+			shadowed++
+		}
+	}
+	m.splits.Store(int32(len(m.traffic)))
+	m.shadowed.Store(int32(shadowed))
 }
 
 // lookupKeyed returns the version a request for name without a version
 // goes to: by the model's split when it has one, else the latest.
 func (m *manager) lookupKeyed(name, key string) (*version, error) {
+	if m.splits.Load() == 0 { // no coordinator split anywhere: the plain path
+		return m.lookup(name, "")
+	}
 	m.mu.RLock()
 	t := m.traffic[name]
 	e := m.models[name]
@@ -119,6 +130,9 @@ func (m *manager) lookupKeyed(name, key string) (*version, error) {
 
 // shadowOf returns the shadow that should get a copy of this request.
 func (m *manager) shadowOf(v *version, key string) *version {
+	if m.shadowed.Load() == 0 { // the common case costs no lock
+		return nil
+	}
 	m.mu.RLock()
 	defer m.mu.RUnlock()
 	t := m.traffic[v.manifest.Name]
