@@ -239,7 +239,8 @@ func (c *Coordinator) Models(ctx context.Context) ([]ModelSummary, error) {
 	if err != nil {
 		return nil, err
 	}
-	byName := map[string]*ModelSummary{}
+	// One pass over the registry: each entry read and verified once.
+	byName := map[string][]models.Manifest{}
 	for _, k := range keys {
 		e, err := c.b.Registry.Get(ctx, k)
 		if err != nil {
@@ -247,32 +248,22 @@ func (c *Coordinator) Models(ctx context.Context) ([]ModelSummary, error) {
 		}
 		m, _, err := c.decodeEntry(e.Value(), k, "")
 		if err != nil {
+			c.log.Warn("skipping a registry entry that does not verify", "key", k, "err", err)
 			continue
 		}
-		s := byName[m.Name]
-		if s == nil {
-			s = &ModelSummary{Name: m.Name}
-			byName[m.Name] = s
-		}
-		s.Versions = append(s.Versions, m.Version)
+		byName[m.Name] = append(byName[m.Name], *m)
 	}
-	var out []ModelSummary
-	for _, s := range byName {
-		vs, err := c.Versions(ctx, s.Name)
-		if err != nil {
-			return nil, err
-		}
-		s.Versions = s.Versions[:0]
+	out := make([]ModelSummary, 0, len(byName))
+	for name, vs := range byName {
+		slices.SortFunc(vs, func(a, b models.Manifest) int { return a.CreatedAt.Compare(b.CreatedAt) })
+		s := ModelSummary{Name: name, Latest: vs[len(vs)-1].Version}
 		for _, v := range vs {
 			s.Versions = append(s.Versions, v.Version)
 		}
-		if len(vs) > 0 {
-			s.Latest = vs[len(vs)-1].Version
-		}
-		if d, _, err := c.desired(ctx, s.Name); err == nil {
+		if d, _, err := c.desired(ctx, name); err == nil {
 			s.Desired = d
 		}
-		out = append(out, *s)
+		out = append(out, s)
 	}
 	slices.SortFunc(out, func(a, b ModelSummary) int { return strings.Compare(a.Name, b.Name) })
 	return out, nil
