@@ -117,6 +117,15 @@ func Bytes(ptr, n uint32) []byte {
 	return unsafe.Slice((*byte)(unsafe.Add(unsafe.Pointer(nil), ptr)), n)
 }
 
+// String is Bytes as a string that aliases guest memory, without a copy:
+// valid only until the call ends, so a transform must copy what it keeps.
+func String(ptr, n uint32) string {
+	if n == 0 {
+		return ""
+	}
+	return unsafe.String((*byte)(unsafe.Add(unsafe.Pointer(nil), ptr)), n)
+}
+
 func addr(b []byte) uint32 {
 	return uint32(uintptr(unsafe.Pointer(unsafe.SliceData(b))))
 }
@@ -256,6 +265,90 @@ func DecodeFrame(b []byte) ([]Tensor, error) {
 		return nil, fmt.Errorf("%w: %d trailing bytes", ErrFrame, len(r.b))
 	}
 	return ts, nil
+}
+
+// A FrameDecoder decodes tensor frames into storage it reuses from one call
+// to the next, so that a guest decoding a frame per call allocates nothing
+// once its buffers have grown. The tensors it returns alias the frame: names,
+// datatypes and data point into b, and shapes into the decoder. They are
+// valid until the next Decode and until the memory of b is reused (in a
+// guest: until the call ends). The zero value is ready to use.
+type FrameDecoder struct {
+	ts    []Tensor
+	shape []int64
+	ranks []uint8
+}
+
+// Decode decodes a tensor frame, checking the same limits as DecodeFrame.
+// It is written as one loop with few calls: in a wasm guest run with
+// interruption checks every call and loop iteration has a fixed cost.
+func (d *FrameDecoder) Decode(b []byte) ([]Tensor, error) {
+	if len(b) < 4 {
+		return nil, fmt.Errorf("%w: truncated (need 4 bytes, have %d)", ErrFrame, len(b))
+	}
+	count := binary.LittleEndian.Uint32(b)
+	if count > MaxTensors {
+		return nil, fmt.Errorf("%w: %d tensors, at most %d", ErrFrame, count, MaxTensors)
+	}
+	// Shapes go into one backing array, sliced once it can no longer move.
+	ts, shape, ranks := d.ts[:0], d.shape[:0], d.ranks[:0]
+	p := 4
+	for i := uint32(0); i < count; i++ {
+		var t Tensor
+		if len(b)-p < 2 {
+			return nil, truncated(2, len(b)-p)
+		}
+		n := int(binary.LittleEndian.Uint16(b[p:]))
+		p += 2
+		if len(b)-p < n+1 {
+			return nil, truncated(n+1, len(b)-p)
+		}
+		t.Name = unsafe.String(unsafe.SliceData(b[p:]), n)
+		p += n
+		n = int(b[p])
+		p++
+		if len(b)-p < n+1 {
+			return nil, truncated(n+1, len(b)-p)
+		}
+		t.DataType = unsafe.String(unsafe.SliceData(b[p:]), n)
+		p += n
+		rank := int(b[p])
+		p++
+		if rank > MaxRank {
+			return nil, fmt.Errorf("%w: tensor %q has rank %d, at most %d", ErrFrame, t.Name, rank, MaxRank)
+		}
+		if len(b)-p < 8*rank+4 {
+			return nil, truncated(8*rank+4, len(b)-p)
+		}
+		for j := 0; j < rank; j++ {
+			shape = append(shape, int64(binary.LittleEndian.Uint64(b[p:])))
+			p += 8
+		}
+		ranks = append(ranks, uint8(rank))
+		n = int(binary.LittleEndian.Uint32(b[p:]))
+		p += 4
+		if n < 0 || len(b)-p < n {
+			return nil, truncated(n, len(b)-p)
+		}
+		t.Data = b[p : p+n : p+n]
+		p += n
+		ts = append(ts, t)
+	}
+	if p != len(b) {
+		return nil, fmt.Errorf("%w: %d trailing bytes", ErrFrame, len(b)-p)
+	}
+	off := 0
+	for i := range ts {
+		r := int(ranks[i])
+		ts[i].Shape = shape[off : off+r : off+r]
+		off += r
+	}
+	d.ts, d.shape, d.ranks = ts, shape, ranks
+	return ts, nil
+}
+
+func truncated(need, have int) error {
+	return fmt.Errorf("%w: truncated (need %d bytes, have %d)", ErrFrame, need, have)
 }
 
 // EncodeBody encodes a post output: u32 contentTypeLen, contentType, body.

@@ -3,6 +3,7 @@ package guest
 import (
 	"bytes"
 	"errors"
+	"slices"
 	"testing"
 )
 
@@ -66,6 +67,42 @@ func FuzzDecodeFrame(f *testing.F) {
 		again, err := EncodeFrame(ts)
 		if err != nil || !bytes.Equal(again, b) {
 			t.Fatalf("re-encoding a decoded frame: %v (equal %v)", err, bytes.Equal(again, b))
+		}
+	})
+}
+
+// FuzzFrameDecoder: the reusing decoder accepts exactly the frames
+// DecodeFrame accepts and decodes them to the same tensors, also when it
+// is reused across frames.
+func FuzzFrameDecoder(f *testing.F) {
+	b, _ := EncodeFrame([]Tensor{
+		{Name: "x", DataType: "FP32", Shape: []int64{1, 2}, Data: make([]byte, 8)},
+		{Name: "labels", DataType: "BYTES", Shape: []int64{1}, Data: []byte("abc")},
+	})
+	f.Add(b)
+	f.Add(b[:len(b)-1])
+	f.Add([]byte{0, 0, 0, 0})
+	var d FrameDecoder
+	f.Fuzz(func(t *testing.T, b []byte) {
+		want, werr := DecodeFrame(b)
+		got, gerr := d.Decode(b)
+		if (werr == nil) != (gerr == nil) {
+			t.Fatalf("DecodeFrame err %v, FrameDecoder err %v", werr, gerr)
+		}
+		if gerr != nil {
+			if !errors.Is(gerr, ErrFrame) {
+				t.Fatalf("FrameDecoder err %v is not ErrFrame", gerr)
+			}
+			return
+		}
+		if len(got) != len(want) {
+			t.Fatalf("%d tensors, want %d", len(got), len(want))
+		}
+		for i := range want {
+			g, w := got[i], want[i]
+			if g.Name != w.Name || g.DataType != w.DataType || !slices.Equal(g.Shape, w.Shape) || !bytes.Equal(g.Data, w.Data) {
+				t.Fatalf("tensor %d: %+v, want %+v", i, g, w)
+			}
 		}
 	})
 }

@@ -26,7 +26,7 @@ func alloc(n uint32) uint32 { return guest.Alloc(n) }
 //go:wasmexport petrel_pre
 func pre(ctPtr, ctLen, bodyPtr, bodyLen uint32) uint64 {
 	defer guest.EndCall()
-	t, err := sc.transform(order, string(guest.Bytes(ctPtr, ctLen)), guest.Bytes(bodyPtr, bodyLen))
+	t, err := sc.transform(order, guest.String(ctPtr, ctLen), guest.Bytes(bodyPtr, bodyLen))
 	if errors.Is(err, errClient) {
 		return guest.ClientError(err.Error())
 	}

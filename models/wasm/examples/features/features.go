@@ -40,7 +40,7 @@ var errClient = errors.New("bad request")
 // aliases them: it is valid until the next call.
 type scratch struct {
 	data  []byte
-	row   []float64
+	row   []float32
 	set   []bool
 	shape [2]int64
 }
@@ -59,61 +59,61 @@ func (sc *scratch) transform(order []string, contentType string, body []byte) (g
 		return guest.Tensor{}, fmt.Errorf("%w: content type %q is not JSON", errClient, contentType)
 	}
 	d := len(order)
-	data := sc.data[:0]
-	rows, seenFeatures, seenInstances := 0, false, false
-	appendRow := func(row []float64) error {
-		for _, v := range row {
-			f := float32(v)
-			if math.IsInf(float64(f), 0) || math.IsNaN(v) {
-				return fmt.Errorf("%w: value %g does not fit FP32", errClient, v)
-			}
-			data = binary.LittleEndian.AppendUint32(data, math.Float32bits(f))
-		}
-		rows++
-		return nil
-	}
 	if len(sc.row) != d {
-		sc.row, sc.set = make([]float64, d), make([]bool, d)
+		sc.row, sc.set = make([]float32, d), make([]bool, d)
 	}
-	row, set := sc.row, sc.set
+	sc.data = sc.data[:0]
+	rows, seenFeatures, seenInstances := 0, false, false
 	s := &scanner{b: body}
-	err := s.object(func(key string) error {
-		switch key {
-		case "features":
-			if seenFeatures {
-				return fmt.Errorf("%w: \"features\" appears twice", errClient)
+	if s.peek() != '{' {
+		return guest.Tensor{}, s.unexpected('{')
+	}
+	s.i++
+	if s.peek() == '}' {
+		s.i++
+	} else {
+		for {
+			key, err := s.str()
+			if err != nil {
+				return guest.Tensor{}, err
 			}
-			seenFeatures = true
-			if err := readNamed(s, order, row, set); err != nil {
-				return err
+			if s.peek() != ':' {
+				return guest.Tensor{}, s.unexpected(':')
 			}
-			return appendRow(row)
-		case "instances":
-			if seenInstances {
-				return fmt.Errorf("%w: \"instances\" appears twice", errClient)
-			}
-			seenInstances = true
-			return s.array(func(i int) error {
-				if i >= maxInstances {
-					return fmt.Errorf("%w: more than %d instances", errClient, maxInstances)
+			s.i++
+			switch string(key) {
+			case "features":
+				if seenFeatures {
+					return guest.Tensor{}, fmt.Errorf("%w: \"features\" appears twice", errClient)
 				}
-				var err error
-				if s.peek() == '[' {
-					err = readRow(s, order, row)
-				} else {
-					err = readNamed(s, order, row, set)
+				seenFeatures = true
+				if err := sc.readNamed(s, order); err != nil {
+					return guest.Tensor{}, err
 				}
+				rows++
+			case "instances":
+				if seenInstances {
+					return guest.Tensor{}, fmt.Errorf("%w: \"instances\" appears twice", errClient)
+				}
+				seenInstances = true
+				n, err := sc.readInstances(s, order)
 				if err != nil {
-					return fmt.Errorf("instance %d: %w", i, err)
+					return guest.Tensor{}, err
 				}
-				return appendRow(row)
-			})
-		default:
-			return fmt.Errorf("%w: unknown field %q (want \"features\" or \"instances\")", errClient, key)
+				rows += n
+			default:
+				return guest.Tensor{}, fmt.Errorf("%w: unknown field %q (want \"features\" or \"instances\")", errClient, key)
+			}
+			c := s.peek()
+			s.i++
+			if c == '}' {
+				break
+			}
+			if c != ',' {
+				s.i--
+				return guest.Tensor{}, s.errf("want ',' or '}' in object")
+			}
 		}
-	})
-	if err != nil {
-		return guest.Tensor{}, err
 	}
 	if s.peek() != 0 {
 		return guest.Tensor{}, fmt.Errorf("%w: trailing data after the JSON object", errClient)
@@ -124,52 +124,137 @@ func (sc *scratch) transform(order []string, contentType string, body []byte) (g
 	case rows == 0:
 		return guest.Tensor{}, fmt.Errorf("%w: body has neither \"features\" nor any \"instances\"", errClient)
 	}
-	sc.data = data
 	sc.shape = [2]int64{int64(rows), int64(d)}
-	return guest.Tensor{Name: "input", DataType: "FP32", Shape: sc.shape[:], Data: data}, nil
+	return guest.Tensor{Name: "input", DataType: "FP32", Shape: sc.shape[:], Data: sc.data}, nil
 }
 
-// readRow reads an array of exactly len(order) numbers into row.
-func readRow(s *scanner, order []string, row []float64) error {
-	n := 0
-	err := s.array(func(i int) error {
-		if i >= len(order) {
-			return fmt.Errorf("%w: more than %d values (%s)", errClient, len(order), strings.Join(order, ","))
-		}
-		v, err := s.num()
-		row[i], n = v, i+1
-		return err
-	})
-	if err == nil && n != len(order) {
-		err = fmt.Errorf("%w: %d values, want %d (%s)", errClient, n, len(order), strings.Join(order, ","))
+// readInstances reads an array of instances, appending a row for each,
+// and returns how many there were.
+func (sc *scratch) readInstances(s *scanner, order []string) (int, error) {
+	if s.peek() != '[' {
+		return 0, s.unexpected('[')
 	}
-	return err
-}
-
-// readNamed reads an object of every feature by name into row.
-func readNamed(s *scanner, order []string, row []float64, set []bool) error {
-	clear(set)
-	err := s.object(func(key string) error {
-		i := index(order, key)
-		if i < 0 {
-			return fmt.Errorf("%w: unknown feature %q", errClient, key)
+	s.i++
+	if s.peek() == ']' {
+		s.i++
+		return 0, nil
+	}
+	for n := 0; ; {
+		if n >= maxInstances {
+			return 0, fmt.Errorf("%w: more than %d instances", errClient, maxInstances)
 		}
-		v, err := s.num()
+		var err error
+		if s.peek() == '[' {
+			err = sc.readRow(s, order)
+		} else {
+			err = sc.readNamed(s, order)
+		}
 		if err != nil {
-			return fmt.Errorf("feature %q: %w", key, err)
+			return 0, fmt.Errorf("instance %d: %w", n, err)
 		}
-		row[i], set[i] = v, true
-		return nil
-	})
-	if err != nil {
-		return err
+		n++
+		c := s.peek()
+		s.i++
+		if c == ']' {
+			return n, nil
+		}
+		if c != ',' {
+			s.i--
+			return 0, s.errf("want ',' or ']' in array")
+		}
 	}
-	for i, ok := range set {
+}
+
+// readRow reads an array of exactly len(order) numbers and appends them as
+// a row.
+func (sc *scratch) readRow(s *scanner, order []string) error {
+	s.i++ // the '[' peeked by the caller
+	n := 0
+	if s.peek() == ']' {
+		s.i++
+	} else {
+		for {
+			if n >= len(order) {
+				return fmt.Errorf("%w: more than %d values (%s)", errClient, len(order), strings.Join(order, ","))
+			}
+			v, err := s.num()
+			if err != nil {
+				return err
+			}
+			sc.row[n] = v
+			n++
+			c := s.peek()
+			s.i++
+			if c == ']' {
+				break
+			}
+			if c != ',' {
+				s.i--
+				return s.errf("want ',' or ']' in array")
+			}
+		}
+	}
+	if n != len(order) {
+		return fmt.Errorf("%w: %d values, want %d (%s)", errClient, n, len(order), strings.Join(order, ","))
+	}
+	sc.appendRow()
+	return nil
+}
+
+// readNamed reads an object of every feature by name and appends it as a
+// row.
+func (sc *scratch) readNamed(s *scanner, order []string) error {
+	if s.peek() != '{' {
+		return s.unexpected('{')
+	}
+	s.i++
+	clear(sc.set)
+	if s.peek() == '}' {
+		s.i++
+	} else {
+		for {
+			key, err := s.str()
+			if err != nil {
+				return err
+			}
+			i := index(order, key)
+			if i < 0 {
+				return fmt.Errorf("%w: unknown feature %q", errClient, key)
+			}
+			if s.peek() != ':' {
+				return s.unexpected(':')
+			}
+			s.i++
+			v, err := s.num()
+			if err != nil {
+				return fmt.Errorf("feature %q: %w", key, err)
+			}
+			sc.row[i], sc.set[i] = v, true
+			c := s.peek()
+			s.i++
+			if c == '}' {
+				break
+			}
+			if c != ',' {
+				s.i--
+				return s.errf("want ',' or '}' in object")
+			}
+		}
+	}
+	for i, ok := range sc.set {
 		if !ok {
 			return fmt.Errorf("%w: feature %q is missing", errClient, order[i])
 		}
 	}
+	sc.appendRow()
 	return nil
+}
+
+// appendRow appends sc.row to the tensor data (little-endian FP32).
+func (sc *scratch) appendRow() {
+	for _, v := range sc.row {
+		sc.data = binary.LittleEndian.AppendUint32(sc.data, math.Float32bits(v))
+	}
 }
 
 // isJSON accepts an empty content type, application/json and any +json
@@ -182,13 +267,52 @@ func isJSON(ct string) bool {
 	return ct == "" || ct == "application/json" || (strings.HasPrefix(ct, "application/") && strings.HasSuffix(ct, "+json"))
 }
 
-func index(xs []string, s string) int {
+func index(xs []string, s []byte) int {
 	for i, x := range xs {
-		if x == s {
+		if eq(s, x) {
 			return i
 		}
 	}
 	return -1
+}
+
+// eq reports whether a and b hold the same bytes. It compares eight bytes
+// at a time and the tail without a loop: the runtime's memequal loops once
+// per byte, and in a guest with interruption checks each iteration counts.
+func eq(a []byte, b string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for len(a) >= 8 {
+		if binary.LittleEndian.Uint64(a) != le64(b) {
+			return false
+		}
+		a, b = a[8:], b[8:]
+	}
+	if len(a) >= 4 {
+		if binary.LittleEndian.Uint32(a) != le32(b) {
+			return false
+		}
+		a, b = a[4:], b[4:]
+	}
+	if len(a) >= 2 {
+		if a[0] != b[0] || a[1] != b[1] {
+			return false
+		}
+		a, b = a[2:], b[2:]
+	}
+	return len(a) == 0 || a[0] == b[0]
+}
+
+func le64(s string) uint64 {
+	_ = s[7]
+	return uint64(s[0]) | uint64(s[1])<<8 | uint64(s[2])<<16 | uint64(s[3])<<24 |
+		uint64(s[4])<<32 | uint64(s[5])<<40 | uint64(s[6])<<48 | uint64(s[7])<<56
+}
+
+func le32(s string) uint32 {
+	_ = s[3]
+	return uint32(s[0]) | uint32(s[1])<<8 | uint32(s[2])<<16 | uint32(s[3])<<24
 }
 
 func parseOrder(s string) []string {
