@@ -49,6 +49,10 @@ type Node struct {
 	udpConn net.PacketConn
 	httpSrv *http.Server
 	h3Srv   *http3.Server
+	// tls is the TLS material in use, swapped by ReloadTLS; tlsHost is
+	// the host a generated or development certificate is issued for.
+	tls     atomic.Pointer[tlsState]
+	tlsHost string
 	altSvc  string
 	handler http.Handler
 	// Shared header values (see hdrJSON).
@@ -150,24 +154,14 @@ func (n *Node) Start(ctx context.Context) error {
 		return err
 	}
 	host, _, _ := net.SplitHostPort(n.Addr())
-	var serverTLS, meshClientTLS *tls.Config
-	if n.cfg.Mesh.Enabled {
-		// Mutual TLS: peers present mesh certificates, public clients
-		// need none (see node/meshtls).
-		var err error
-		serverTLS, meshClientTLS, err = n.meshTLS(host)
-		if err != nil {
-			n.closeListeners()
-			return err
-		}
-	} else {
-		cert, err := serverCertificate(&n.cfg, host)
-		if err != nil {
-			n.closeListeners()
-			return err
-		}
-		serverTLS = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	st, err := n.loadTLS(host)
+	if err != nil {
+		n.closeListeners()
+		return err
 	}
+	n.tlsHost = host
+	n.tls.Store(st)
+	tcpTLS, h3TLSConf := n.serverTLSConfigs()
 	if n.cfg.Mesh.Enabled {
 		if err := n.openBlobs(); err != nil {
 			n.closeListeners()
@@ -199,9 +193,7 @@ func (n *Node) Start(ctx context.Context) error {
 		protos.SetUnencryptedHTTP2(true)
 	} else {
 		protos.SetHTTP2(true)
-		tc := serverTLS.Clone()
-		tc.NextProtos = []string{"h2", "http/1.1"}
-		n.httpSrv.TLSConfig = tc
+		n.httpSrv.TLSConfig = tcpTLS
 	}
 	n.httpSrv.Protocols = &protos
 
@@ -211,7 +203,7 @@ func (n *Node) Start(ctx context.Context) error {
 		n.altSvcHdr = []string{n.altSvc}
 		n.h3Srv = &http3.Server{
 			Handler:        n.handler,
-			TLSConfig:      http3.ConfigureTLSConfig(h3TLS(serverTLS)),
+			TLSConfig:      http3.ConfigureTLSConfig(h3TLSConf),
 			QUICConfig:     &quic.Config{Allow0RTT: true, MaxIdleTimeout: 2 * time.Minute},
 			MaxHeaderBytes: 64 << 10,
 			IdleTimeout:    2 * time.Minute,
@@ -240,7 +232,7 @@ func (n *Node) Start(ctx context.Context) error {
 	}
 	n.log.Info("node serving", "addr", n.Addr(), "scheme", scheme, "http3", n.udpConn != nil)
 	if n.cfg.Mesh.Enabled {
-		if err := n.startMesh(meshClientTLS); err != nil {
+		if err := n.startMesh(n.meshClientTLS()); err != nil {
 			sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 			defer cancel()
 			return errors.Join(err, n.Shutdown(sctx))

@@ -4,8 +4,9 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
-	"github.com/petrel-mesh/petrel/internal/testproc"
 	"io"
 	"math/rand/v2"
 	"net"
@@ -23,6 +24,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/petrel-mesh/petrel/internal/testproc"
 	"github.com/petrel-mesh/petrel/models"
 	"github.com/petrel-mesh/petrel/models/ort"
 	"github.com/petrel-mesh/petrel/node"
@@ -527,5 +529,81 @@ func TestRunStopsOnCancel(t *testing.T) {
 		}
 	case <-time.After(30 * time.Second):
 		t.Fatal("Run did not return after its context ended")
+	}
+}
+
+// TestProcessSIGHUPReloadsCertificate runs `petrel node` as a process with
+// certificate files, replaces the files, sends SIGHUP, and expects new
+// connections to get the new certificate while the process keeps
+// serving; a broken file and another SIGHUP leave it serving the last
+// good one.
+func TestProcessSIGHUPReloadsCertificate(t *testing.T) {
+	lib, err := ort.FindLibrary("")
+	if err != nil {
+		t.Fatalf("the node tests need the ONNX Runtime shared library: %v", err)
+	}
+	bin := buildPetrel(t)
+	dir := t.TempDir()
+	certFile, keyFile := filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
+	_, certA, keyA, err := node.DevCertificate()
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, certB, keyB, err := node.DevCertificate()
+	if err != nil {
+		t.Fatal(err)
+	}
+	writeKeyPair(t, certFile, keyFile, certA, keyA)
+	cmd := exec.Command(bin, "node", "--model-repo", newRepo(t).dir, "--listen", "127.0.0.1:0",
+		"--tls-cert", certFile, "--tls-key", keyFile, "--id", "hup-node")
+	cmd.Env = append(os.Environ(), ort.EnvLibrary+"="+lib)
+	var stderr syncBuffer
+	cmd.Stdout, cmd.Stderr = io.Discard, &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	var addr string
+	if !eventually(30*time.Second, func() bool {
+		m := servingRE.FindStringSubmatch(stderr.String())
+		if m != nil {
+			addr = strings.Trim(m[1], `"`)
+		}
+		return m != nil
+	}) {
+		t.Fatalf("the node did not start:\n%s", stderr.String())
+	}
+	client := &tls.Config{InsecureSkipVerify: true} // the test compares certificates itself
+	served := func() *x509.Certificate {
+		c, err := tls.Dial("tcp", addr, client)
+		if err != nil {
+			t.Fatalf("dial: %v\n%s", err, stderr.String())
+		}
+		defer c.Close()
+		return c.ConnectionState().PeerCertificates[0]
+	}
+	leafA, leafB := parseLeaf(t, certA), parseLeaf(t, certB)
+	if !served().Equal(leafA) {
+		t.Fatal("the node does not present certificate A")
+	}
+	writeKeyPair(t, certFile, keyFile, certB, keyB)
+	if err := cmd.Process.Signal(syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	if !eventually(10*time.Second, func() bool { return served().Equal(leafB) }) {
+		t.Fatalf("after SIGHUP the node still presents certificate A:\n%s", stderr.String())
+	}
+	if err := os.WriteFile(keyFile, []byte("garbage"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cmd.Process.Signal(syscall.SIGHUP)
+	if !eventually(10*time.Second, func() bool { return strings.Contains(stderr.String(), "TLS certificates not changed") }) {
+		t.Fatalf("a broken key was not reported:\n%s", stderr.String())
+	}
+	if !served().Equal(leafB) {
+		t.Fatal("after a failed reload the node no longer presents certificate B")
+	}
+	if cmd.ProcessState != nil {
+		t.Fatal("the node exited")
 	}
 }

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"flag"
@@ -48,8 +49,16 @@ func runNode(ctx context.Context, e *env, args []string) int {
 	debugAddr := fs.String("debug-addr", "", "serve Go's pprof profiles on this separate address (e.g. 127.0.0.1:6060); off by default")
 	mf := addMeshFlags(fs)
 	cf := addControlFlags(fs)
+	configFile := fs.String("config", "", "YAML file of flag values (keys are flag names; flags given here win); see docs/deploy.md")
+	checkConfig := fs.Bool("check-config", false, "check the flags, the config file and the files they name, print what would run, and exit (0 when valid)")
 	if err := fs.Parse(args); err != nil {
 		return 2
+	}
+	if *configFile != "" {
+		if err := applyConfigFile(fs, *configFile); err != nil {
+			fmt.Fprintf(e.stderr, "petrel node: %v\n", err)
+			return 2
+		}
 	}
 	if err := mf.apply(&cfg.Mesh); err != nil {
 		fmt.Fprintf(e.stderr, "petrel node: %v\n", err)
@@ -75,6 +84,18 @@ func runNode(ctx context.Context, e *env, args []string) int {
 	} else {
 		cfg.Logger = slog.New(slog.NewTextHandler(e.stderr, hopts))
 	}
+	if *checkConfig {
+		if err := node.CheckFiles(cfg); err != nil {
+			fmt.Fprintf(e.stderr, "petrel node: config is not valid:\n%v\n", err)
+			return 2
+		}
+		fmt.Fprintf(e.stdout, "petrel node: config is valid: id %s, listen %s, role %s", cfg.ID, cfg.Listen, cmp.Or(cfg.Mesh.Role, "edge"))
+		if cfg.Control.NATS.URL != "" {
+			fmt.Fprintf(e.stdout, ", coordinator %s", cfg.Control.NATS.URL)
+		}
+		fmt.Fprintln(e.stdout)
+		return 0
+	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	cfg.Registry = reg
@@ -99,24 +120,31 @@ func runNode(ctx context.Context, e *env, args []string) int {
 	if *examples {
 		printExamples(e, n, cfg)
 	}
-	if mf.keyFile != "" {
-		// SIGHUP re-reads the gossip key file: the keyring rotation of
-		// docs/mesh.md, one edit and one signal per step.
-		hup := make(chan os.Signal, 1)
-		signal.Notify(hup, syscall.SIGHUP)
-		defer signal.Stop(hup)
-		go func() {
-			for range hup {
-				keys, err := readKeyring(mf.keyFile)
-				if err == nil {
-					err = n.SetGossipKeys(keys)
-				}
-				if err != nil {
-					cfg.Logger.Error("SIGHUP: gossip keys not changed", "file", mf.keyFile, "err", err)
-				}
+	// SIGHUP re-reads the TLS certificates, keys and mesh CA, and the
+	// gossip key file: certificate renewal without a restart, and the
+	// keyring rotation of docs/mesh.md, one edit and one signal per step.
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	go func() {
+		for range hup {
+			if err := n.ReloadTLS(); err != nil {
+				cfg.Logger.Error("SIGHUP: TLS certificates not changed", "err", err)
 			}
-		}()
-	}
+			if mf.keyFile == "" {
+				continue
+			}
+			keys, err := readKeyring(mf.keyFile)
+			if err == nil {
+				err = n.SetGossipKeys(keys)
+			}
+			if err != nil {
+				cfg.Logger.Error("SIGHUP: gossip keys not changed", "file", mf.keyFile, "err", err)
+			} else {
+				cfg.Logger.Info("SIGHUP: gossip keys reloaded", "file", mf.keyFile, "keys", len(keys))
+			}
+		}
+	}()
 	var serveErr error
 	select {
 	case <-ctx.Done():
