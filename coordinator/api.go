@@ -54,6 +54,7 @@ func (c *Coordinator) routes() http.Handler {
 	h("POST /v1/rounds", ScopePush, c.handleRoundStart)
 	h("GET /v1/rounds", ScopeRead, c.handleRounds)
 	h("GET /v1/rounds/{id}", ScopeRead, c.handleRound)
+	h("POST /v1/enrol", ScopeJoin, c.handleEnrol)
 	h("GET /v1/ingest", ScopeRead, func(w http.ResponseWriter, r *http.Request, _ *Token) { writeJSON(w, 200, c.IngestStats()) })
 	// The redirect form of routing, for clients that cannot choose: any
 	// inference path, answered with 307 to the best node. It needs no

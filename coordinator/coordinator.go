@@ -61,8 +61,12 @@ type Config struct {
 	// Default 5 s.
 	NodeTTL time.Duration
 	// Tick is how often rollouts are evaluated. Default 1 s.
-	Tick   time.Duration
-	Logger *slog.Logger
+	Tick time.Duration
+	// EnrolConfigFile, when set, is the YAML file of what enrolled edge
+	// nodes receive (docs/enrol.md); New loads and checks it. Without it
+	// POST /v1/enrol answers that enrolment is not configured.
+	EnrolConfigFile string
+	Logger          *slog.Logger
 }
 
 func (c *Config) defaults() error {
@@ -120,6 +124,7 @@ type Coordinator struct {
 	ingest *ingest
 	ro     *rolloutController
 	fl     *flState
+	enrol  *enrolment // nil: enrolment is not configured
 
 	// pushMu serialises registry writes of one coordinator (pushes, removals
 	// and garbage collection); KV revisions guard against other ones.
@@ -144,6 +149,11 @@ func New(cfg Config) (*Coordinator, error) {
 		return nil, fmt.Errorf("coordinator: signing key: %w", err)
 	}
 	c := &Coordinator{cfg: cfg, log: cfg.Logger, signer: signer, names: bus.Names{Prefix: cfg.Prefix}}
+	if cfg.EnrolConfigFile != "" {
+		if c.enrol, err = loadEnrolment(cfg.EnrolConfigFile, c.names); err != nil {
+			return nil, fmt.Errorf("coordinator: %w", err)
+		}
+	}
 	return c, nil
 }
 

@@ -12,11 +12,13 @@ import (
 )
 
 // Scopes of management API tokens. admin can do everything; push can
-// push models and steer rollouts; read can only read.
+// push models and steer rollouts; read can only read; join can only
+// enrol edge nodes (POST /v1/enrol), which admin may do too.
 const (
 	ScopeAdmin = "admin"
 	ScopePush  = "push"
 	ScopeRead  = "read"
+	ScopeJoin  = "join"
 )
 
 // Token is one management API bearer token. Name is the identity that the
@@ -72,8 +74,8 @@ func NewTokens(ts []Token) (*Tokens, error) {
 			return nil, fmt.Errorf("token %q has no scopes", t.Name)
 		}
 		for _, s := range t.Scopes {
-			if s != ScopeAdmin && s != ScopePush && s != ScopeRead {
-				return nil, fmt.Errorf("token %q: unknown scope %q (admin, push, read)", t.Name, s)
+			if s != ScopeAdmin && s != ScopePush && s != ScopeRead && s != ScopeJoin {
+				return nil, fmt.Errorf("token %q: unknown scope %q (admin, push, read, join)", t.Name, s)
 			}
 		}
 		out.list = append(out.list, tokenEntry{tok: t, sum: sha256.Sum256([]byte(t.Secret))})

@@ -54,6 +54,7 @@ func runCoordinator(ctx context.Context, e *env, args []string) int {
 	fs.StringVar(&cfg.SigningKeyFile, "signing-key", "", "ed25519 key that signs manifests (default <data-dir>/signing.key, created when missing)")
 	pubOut := fs.String("public-key-out", "", "write the public key nodes verify manifests with here (default <data-dir>/coordinator.pub)")
 	budget := fs.Duration("latency-budget", 50*time.Millisecond, "validation gate: p50 latency budget of one request")
+	fs.StringVar(&cfg.EnrolConfigFile, "enrol-config", "", "edge-node enrolment (POST /v1/enrol, join tokens): YAML file of what enrolled nodes receive (docs/enrol.md); without it enrolment is off")
 	cidrs := fs.String("cidr-table", "", "file of 'CIDR REGION [lat,lon]' lines: where client addresses are, for /v1/route")
 	var holdouts []string
 	fs.Func("fl-holdout", "federated rounds: MODEL=DIR of held-out IDX files (t10k-images-idx3-ubyte[.gz], t10k-labels-idx1-ubyte[.gz]) a trained version is checked on; repeatable", func(s string) error {
