@@ -5,7 +5,7 @@
 #   - Debian packages: libonnx-testdata (published ONNX models used by the
 #     tests), dataset-fashion-mnist (the federated learning data), npm (to
 #     fetch the runtime), iproute2 and procps (network namespaces for the
-#     mesh tests) when missing;
+#     mesh tests), systemd and passwd (the edge install test) when missing;
 #   - tools: staticcheck and nats-server (an external NATS server for the
 #     bus tests and for running against a real NATS), into .cache/bin/;
 #   - the Go module dependencies.
@@ -32,6 +32,10 @@ command -v npm >/dev/null || need_pkgs+=(npm)
 # The mesh tests build hosts out of network namespaces (ip, sysctl).
 command -v ip >/dev/null || need_pkgs+=(iproute2)
 command -v sysctl >/dev/null || need_pkgs+=(procps)
+# The edge install test verifies the systemd unit (systemd-analyze) and
+# creates the node's user in a temporary root (useradd --prefix).
+command -v systemd-analyze >/dev/null || need_pkgs+=(systemd)
+command -v useradd >/dev/null || need_pkgs+=(passwd)
 if [ ${#need_pkgs[@]} -gt 0 ]; then
   log "installing Debian packages: ${need_pkgs[*]}"
   $SUDO apt-get update -qq
