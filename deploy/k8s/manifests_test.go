@@ -20,6 +20,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/intstr"
 
 	"github.com/petrel-mesh/petrel/internal/testproc"
+	"github.com/petrel-mesh/petrel/node"
 )
 
 const (
@@ -50,7 +51,7 @@ var builds = []build{
 // the cluster (never committed); README.md says how, and the test checks
 // that it does.
 var (
-	externalSecrets    = []string{"petrel-tokens", "petrel-nats-auth", "petrel-tls", "petrel-signing-key", "petrel-operator-token"}
+	externalSecrets    = []string{"petrel-tokens", "petrel-nats-auth", "petrel-nats-leaf-tls", "petrel-tls", "petrel-signing-key", "petrel-operator-token"}
 	externalConfigMaps = []string{"petrel-coordinator-pub"}
 )
 
@@ -943,6 +944,24 @@ func TestNATSConfig(t *testing.T) {
 				t.FailNow()
 			}
 			file := filepath.Join(t.TempDir(), "nats-server.conf")
+			if err := os.WriteFile(file, []byte(conf), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			// The leaf node TLS files come from a Secret: a generated
+			// pair stands in for it.
+			if strings.Contains(conf, "/etc/nats-tls/") {
+				tlsDir := t.TempDir()
+				_, certPEM, keyPEM, err := node.DevCertificate("nats-leaf.example")
+				if err != nil {
+					t.Fatal(err)
+				}
+				for name, b := range map[string][]byte{"tls.crt": certPEM, "tls.key": keyPEM} {
+					if err := os.WriteFile(filepath.Join(tlsDir, name), b, 0o600); err != nil {
+						t.Fatal(err)
+					}
+				}
+				conf = strings.ReplaceAll(conf, "/etc/nats-tls/", tlsDir+"/")
+			}
 			if err := os.WriteFile(file, []byte(conf), 0o600); err != nil {
 				t.Fatal(err)
 			}
