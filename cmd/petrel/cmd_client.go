@@ -33,6 +33,7 @@ import (
 
 	"github.com/petrel-mesh/petrel/coordinator"
 	"github.com/petrel-mesh/petrel/coordinator/bus"
+	"github.com/petrel-mesh/petrel/coordinator/operator"
 	"github.com/petrel-mesh/petrel/coordinator/rollout"
 	"github.com/petrel-mesh/petrel/models"
 )
@@ -49,8 +50,6 @@ const (
 	requestTimeout = 30 * time.Second
 	// maxResponseBytes bounds what the client reads of an answer.
 	maxResponseBytes = 32 << 20
-	// maxTokenFileBytes bounds a --token-file.
-	maxTokenFileBytes = 4096
 	// maxGoldenBytes is the coordinator's limit on a push's "golden" part.
 	maxGoldenBytes = 1 << 20
 	// maxWatchErrors is how many polls in a row `rollout status --watch`
@@ -130,26 +129,8 @@ func parseCoordinatorURL(s string) (*url.URL, error) {
 }
 
 // readTokenFile reads a token file: one line, surrounding white space
-// ignored.
-func readTokenFile(path string) (string, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return "", fmt.Errorf("token file: %w", err)
-	}
-	defer f.Close()
-	b, err := io.ReadAll(io.LimitReader(f, maxTokenFileBytes+1))
-	if err != nil {
-		return "", fmt.Errorf("token file %s: %w", path, err)
-	}
-	if len(b) > maxTokenFileBytes {
-		return "", fmt.Errorf("token file %s is larger than %d bytes; it should hold just the token", path, maxTokenFileBytes)
-	}
-	tok := strings.TrimSpace(string(b))
-	if tok == "" {
-		return "", fmt.Errorf("token file %s is empty", path)
-	}
-	return tok, nil
-}
+// ignored (the operator's reader, so every command reads them alike).
+func readTokenFile(path string) (string, error) { return operator.ReadTokenFile(path) }
 
 // mgmtClient talks to the coordinator's management API.
 type mgmtClient struct {

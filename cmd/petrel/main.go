@@ -32,6 +32,7 @@ func commands() []command {
 	return []command{
 		{"dev", "the all-in-one local mesh: a coordinator, three nodes, a model rolled out", runDev},
 		{"node", "run a node serving models from a repository and/or the coordinator", runNode},
+		{"operator", "the PetrelModel operator: push and roll out models from Kubernetes", runOperator},
 		{"enrol", "enrol this machine as an edge node with a join token (writes credentials and a node config)", runEnrol},
 		{"coordinator", "run the coordinator: registry, sync over NATS, rollouts, routing, audit", runCoordinator},
 		{"infer", "send an inference request and print the outputs", runInfer},
