@@ -11,7 +11,7 @@ export CGO_ENABLED := 1
 REPO_DIR := .cache/sample-repo
 LISTEN ?= 127.0.0.1:8000
 
-.PHONY: setup build wasm-examples run run-node test vet lint unit fuzz bench clean
+.PHONY: setup build wasm-examples run run-node test vet lint unit fuzz bench release clean
 
 setup: .cache/.setup-done
 
@@ -46,7 +46,7 @@ vet:
 lint: setup
 	.cache/bin/staticcheck ./...
 
-unit: setup
+unit: setup wasm-examples
 	$(GO) test -count=1 -timeout 20m ./...
 
 # The whole test suite, as CI runs it.
@@ -84,8 +84,17 @@ fuzz: setup
 	$(GO) test -run='^$$' -fuzz='^FuzzLoadIDX$$' -fuzztime=$(FUZZTIME) ./federated/
 	$(GO) test -run='^$$' -fuzz='^FuzzParse$$' -fuzztime=$(FUZZTIME) ./models/onnx/
 	$(GO) test -run='^$$' -fuzz='^FuzzDecodeRecord$$' -fuzztime=$(FUZZTIME) ./node/feedback/
+	$(GO) test -run='^$$' -fuzz='^FuzzDecodeFrame$$' -fuzztime=$(FUZZTIME) ./models/wasm/guest/
+	$(GO) test -run='^$$' -fuzz='^FuzzFrameDecoder$$' -fuzztime=$(FUZZTIME) ./models/wasm/guest/
+	$(GO) test -run='^$$' -fuzz='^FuzzNum$$' -fuzztime=$(FUZZTIME) ./models/wasm/examples/features/
+	$(GO) test -run='^$$' -fuzz='^FuzzTransform$$' -fuzztime=$(FUZZTIME) ./models/wasm/examples/features/
 	for f in FuzzDecode FuzzDecodeAdvertiseKeys FuzzDecodePublicKeys FuzzDecodeShareKeys FuzzDecodeCiphertexts FuzzDecodeMaskedInput FuzzDecodeUnmaskRequest FuzzDecodeUnmaskResponse; do \
 		$(GO) test -run='^$$' -fuzz="^$$f\$$" -fuzztime=$(FUZZTIME) ./federated/secagg/ || exit 1; done
+
+# Versioned, reproducible tarballs (binary, ONNX Runtime library, example
+# transforms) and SHA256SUMS in dist/ (deploy/docker/README.md, docs/deploy.md).
+release: setup wasm-examples
+	./scripts/release.sh
 
 # Benchmarks recorded in docs/PERFORMANCE.md.
 bench: build

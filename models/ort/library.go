@@ -50,7 +50,9 @@ type searchEnv struct {
 //  3. <dir>/.cache/ort/libonnxruntime.so.1 for dir the working directory or
 //     any of its ancestors (which finds the repository's cache from any
 //     package directory), then the same from the executable's directory;
-//  4. $XDG_CACHE_HOME/petrel/ort/ (or ~/.cache/petrel/ort/).
+//  4. <exe>/../lib/ and <exe>/../lib/petrel/ (an unpacked release, the
+//     edge install);
+//  5. $XDG_CACHE_HOME/petrel/ort/ (or ~/.cache/petrel/ort/).
 //
 // When nothing is found the error wraps ErrLibraryNotFound and says how to
 // fix it.
@@ -88,6 +90,12 @@ func findLibrary(explicit string, env searchEnv) (string, error) {
 				break
 			}
 		}
+	}
+	if env.exeDir != "" {
+		// An unpacked release (bin/petrel beside lib/) and the edge
+		// install (/usr/local/bin/petrel, /usr/local/lib/petrel/).
+		up := filepath.Dir(filepath.Clean(env.exeDir))
+		dirs = append(dirs, filepath.Join(up, "lib"), filepath.Join(up, "lib", "petrel"))
 	}
 	if env.cacheDir != "" {
 		dirs = append(dirs, filepath.Join(env.cacheDir, "petrel", "ort"))

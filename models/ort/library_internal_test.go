@@ -25,6 +25,8 @@ func TestFindLibraryPrecedence(t *testing.T) {
 	repoLib := mk("repo/.cache/ort/libonnxruntime.so.1")
 	exeLib := mk("bin/.cache/ort/libonnxruntime.so") // only the unversioned name
 	cacheLib := mk("xdg/petrel/ort/libonnxruntime.so.1")
+	releaseLib := mk("release/lib/libonnxruntime.so.1")
+	installLib := mk("usr/local/lib/petrel/libonnxruntime.so.1")
 	cwd := filepath.Join(root, "repo", "models", "ort")
 	if err := os.MkdirAll(cwd, 0o755); err != nil {
 		t.Fatal(err)
@@ -48,6 +50,8 @@ func TestFindLibraryPrecedence(t *testing.T) {
 		{"env next", "", full, fromEnv},
 		{"cwd ancestors", "", searchEnv{getenv: noEnv, cwd: cwd, exeDir: filepath.Join(root, "bin"), cacheDir: filepath.Join(root, "xdg")}, repoLib},
 		{"executable dir", "", searchEnv{getenv: noEnv, cwd: root, exeDir: filepath.Join(root, "bin"), cacheDir: filepath.Join(root, "xdg")}, exeLib},
+		{"unpacked release", "", searchEnv{getenv: noEnv, cwd: root, exeDir: filepath.Join(root, "release", "bin"), cacheDir: filepath.Join(root, "xdg")}, releaseLib},
+		{"edge install", "", searchEnv{getenv: noEnv, cwd: root, exeDir: filepath.Join(root, "usr", "local", "bin"), cacheDir: filepath.Join(root, "xdg")}, installLib},
 		{"user cache", "", searchEnv{getenv: noEnv, cwd: root, cacheDir: filepath.Join(root, "xdg")}, cacheLib},
 	}
 	for _, tc := range tests {
