@@ -221,7 +221,11 @@ func TestShutdownConcurrentCalls(t *testing.T) {
 func TestNoGoroutineLeak(t *testing.T) {
 	r := newRepo(t)
 	m := r.smallMLP("mlp", 1, `{"max_queue_delay_microseconds": 1000}`)
-	r.smallMLP("slow", 1, `{"max_batch_size": 1, "concurrency": 1, "labels": {"`+labelDelay+`": "100"}}`)
+	// An execution of "slow" takes 300 ms: longer than the 150 ms
+	// request's whole deadline, so that request times out whether it
+	// waits in the queue or runs at once (on a loaded machine the
+	// requests of the three protocols reach the queue in any order).
+	r.smallMLP("slow", 1, `{"max_batch_size": 1, "concurrency": 1, "labels": {"`+labelDelay+`": "300"}}`)
 	r.published("topk", "test_top_k")
 	requireORT(t)
 	var l slowLoader
