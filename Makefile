@@ -15,7 +15,7 @@ LISTEN ?= 127.0.0.1:8000
 
 setup: .cache/.setup-done
 
-.cache/.setup-done: scripts/setup.sh go.mod
+.cache/.setup-done: scripts/setup.sh go.mod scripts/envtest/go.mod
 	./scripts/setup.sh
 	touch $@
 

@@ -8,6 +8,8 @@
 #     mesh tests), systemd and passwd (the edge install test) when missing;
 #   - tools: staticcheck and nats-server (an external NATS server for the
 #     bus tests and for running against a real NATS), into .cache/bin/;
+#   - kube-apiserver and etcd (scripts/envtest) into .cache/envtest/, the
+#     real API server the operator's tests run against;
 #   - the Go module dependencies.
 # Idempotent: each step is skipped when its result is already there.
 set -euo pipefail
@@ -65,6 +67,21 @@ fi
 if [ ! -x "$CACHE/bin/nats-server" ] || [ "$("$CACHE/bin/nats-server" --version 2>/dev/null)" != "nats-server: $NATS_SERVER_VERSION" ]; then
   log "building nats-server $NATS_SERVER_VERSION"
   GOBIN=$CACHE/bin go install "github.com/nats-io/nats-server/v2@$NATS_SERVER_VERSION"
+fi
+
+# A real Kubernetes API server and etcd for the operator's tests
+# (controller-runtime envtest). Built from the module proxy through the
+# pinned module in scripts/envtest; envtest's own download site is not
+# reachable from here, and a fake client would not check the CRD's schema.
+envtest_version="$(sha256sum scripts/envtest/go.sum | cut -c1-16)"
+if [ ! -x "$CACHE/envtest/kube-apiserver" ] || [ ! -x "$CACHE/envtest/etcd" ] ||
+   [ "$(cat "$CACHE/envtest/VERSION" 2>/dev/null)" != "$envtest_version" ]; then
+  log "building kube-apiserver and etcd for the operator tests (scripts/envtest; several minutes, once)"
+  mkdir -p "$CACHE/envtest"
+  (cd scripts/envtest &&
+    go build -trimpath -o "$CACHE/envtest/kube-apiserver" k8s.io/kubernetes/cmd/kube-apiserver &&
+    go build -trimpath -o "$CACHE/envtest/etcd" go.etcd.io/etcd/server/v3)
+  echo "$envtest_version" > "$CACHE/envtest/VERSION"
 fi
 
 log "downloading Go modules"

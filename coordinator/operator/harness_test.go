@@ -39,8 +39,7 @@ import (
 // These tests run a real coordinator (embedded NATS, ONNX Runtime for its
 // validation gate) behind a counting proxy, serve artifacts from an
 // httptest server, and keep PetrelModels in controller-runtime's fake
-// client. No API server is involved: the CRD's schema and CEL rules are
-// not exercised here (ValidateSpec's are).
+// client; apiserver_test.go runs the operator against a real API server.
 
 const (
 	pushSecret = "operator-push-token-0123456789"
