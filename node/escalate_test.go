@@ -189,14 +189,20 @@ func TestEscalationDeadline(t *testing.T) {
 		hdr  map[string]string
 		want string
 	}{
-		{"escalation timeout", nil, "did not answer within 100ms"},
+		// The central node gets the escalation's deadline too, so either
+		// side may give up first: the edge's timer, or the central's 504.
+		{"escalation timeout", nil, "did not answer within 100ms|deadline exceeded"},
 		{"request deadline", map[string]string{node.HeaderTimeout: "60ms"}, ""},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			rep := l.ask(t, []float32{0, 0}, false, c.hdr)
 			resp := decodeReply(t, rep)
 			got := rep.header.Get(node.HeaderEscalation)
-			if !strings.HasPrefix(got, "failed (") || !strings.Contains(got, c.want) {
+			matched := c.want == ""
+			for _, w := range strings.Split(c.want, "|") {
+				matched = matched || strings.Contains(got, w)
+			}
+			if !strings.HasPrefix(got, "failed (") || !matched {
 				t.Fatalf("Petrel-Escalation %q, want failed (...%s...)", got, c.want)
 			}
 			if resp.ModelName != "edge" {

@@ -100,7 +100,8 @@ func TestOperatorAgainstAPIServer(t *testing.T) {
 			Fetcher: &operator.HTTPFetcher{Timeout: 10 * time.Second}, MaxModelBytes: 1 << 20},
 		HealthAddr: "0", MetricsAddr: "0",
 		LeaderElect: true, LeaderElectionNamespace: namespace,
-		Logger: logr.Discard(),
+		Logger:             logr.Discard(),
+		SkipNameValidation: true, // TestNewManager builds one too
 	})
 	if err != nil {
 		t.Fatal(err)

@@ -132,7 +132,7 @@ func TestNewManager(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	opts := operator.ManagerOptions{Reconciler: operator.Config{Coordinator: cl}, Namespace: "petrel", HealthAddr: "0", MetricsAddr: "0"}
+	opts := operator.ManagerOptions{Reconciler: operator.Config{Coordinator: cl}, Namespace: "petrel", HealthAddr: "0", MetricsAddr: "0", SkipNameValidation: true}
 	if _, err := operator.NewManager(&rest.Config{Host: "http://127.0.0.1:1"}, opts); err != nil {
 		t.Fatalf("NewManager: %v", err)
 	}

@@ -44,6 +44,10 @@ type ManagerOptions struct {
 	SyncPeriod time.Duration
 	// Logger is controller-runtime's logger.
 	Logger logr.Logger
+	// SkipNameValidation lets more than one manager in a process run the
+	// PetrelModel controller (controller-runtime refuses duplicate
+	// controller names, whose metrics would collide). Tests only.
+	SkipNameValidation bool
 }
 
 // NewScheme returns a scheme with the Kubernetes built-in types and
@@ -96,6 +100,10 @@ func NewManager(rc *rest.Config, o ManagerOptions) (ctrl.Manager, error) {
 	if o.SyncPeriod > 0 {
 		sp := o.SyncPeriod
 		mo.Cache.SyncPeriod = &sp
+	}
+	if o.SkipNameValidation {
+		skip := true
+		mo.Controller.SkipNameValidation = &skip
 	}
 	mgr, err := ctrl.NewManager(rc, mo)
 	if err != nil {
