@@ -14,6 +14,7 @@ import (
 	"github.com/petrel-mesh/petrel/node/blobstore"
 	"github.com/petrel-mesh/petrel/node/mesh"
 	"github.com/petrel-mesh/petrel/node/meshtls"
+	"github.com/petrel-mesh/petrel/node/modelcache"
 )
 
 // The model cache levels of a mesh node (docs/mesh.md):
@@ -213,24 +214,25 @@ func (m *manager) evictLocked(keep *version) []*version {
 	if limit <= 0 {
 		return nil
 	}
-	var total int64
-	var cands []*version
+	// The decision is modelcache.Victims, the policy the simulations
+	// measure: acquired versions least recently used first until the
+	// loaded bytes fit.
+	var items []modelcache.Item
+	var vers []*version
 	for _, e := range m.models {
 		for _, v := range e.versions {
-			total += v.bytes
-			if v.acquired && v != keep {
-				cands = append(cands, v)
-			}
+			items = append(items, modelcache.Item{
+				Key:       v.manifest.Name + "@" + v.manifest.Version,
+				Bytes:     v.bytes,
+				LastUsed:  v.stats.lastInference.Load(),
+				Evictable: v.acquired && v != keep,
+			})
+			vers = append(vers, v)
 		}
 	}
-	slices.SortFunc(cands, func(x, y *version) int {
-		return cmp.Compare(x.stats.lastInference.Load(), y.stats.lastInference.Load())
-	})
 	var out []*version
-	for _, v := range cands {
-		if total <= limit {
-			break
-		}
+	for _, i := range modelcache.Victims(items, limit) {
+		v := vers[i]
 		e := m.models[v.manifest.Name]
 		delete(e.versions, v.manifest.Version)
 		if len(e.versions) == 0 {
@@ -243,7 +245,6 @@ func (m *manager) evictLocked(keep *version) []*version {
 				}
 			}
 		}
-		total -= v.bytes
 		out = append(out, v)
 		m.n.log.Info("model evicted from memory", "model", v.manifest.Name, "version", v.manifest.Version, "bytes", v.bytes)
 	}
