@@ -94,6 +94,38 @@ type Attack struct {
 	Scale float64
 }
 
+// Churn makes sampled clients miss their round, as edge clients come and
+// go. The server samples its cohort without knowing who is online (step 1
+// of a round, see the package documentation); then each sampled client,
+// independently and in every round, is offline with probability
+// Unavailable (it trains nothing and sends nothing) and, if online, drops
+// out before its update arrives with probability Dropout (its update is
+// lost; the simulation does not train it, which changes nothing but the
+// time spent). The zero value is no churn.
+type Churn struct {
+	// Unavailable is the probability, in [0, 1], that a sampled client is
+	// offline for the round.
+	Unavailable float64
+	// Dropout is the probability, in [0, 1], that an online sampled
+	// client drops out mid-round.
+	Dropout float64
+}
+
+// Enabled reports whether the configuration has any churn.
+func (c Churn) Enabled() bool { return c.Unavailable > 0 || c.Dropout > 0 }
+
+func (c Churn) validate() error {
+	for _, f := range []struct {
+		name string
+		v    float64
+	}{{"Unavailable", c.Unavailable}, {"Dropout", c.Dropout}} {
+		if !(f.v >= 0 && f.v <= 1) {
+			return invalid("churn %s is %v, want [0, 1]", f.name, f.v)
+		}
+	}
+	return nil
+}
+
 // Privacy turns on user-level differential privacy (DP-FedAvg, McMahan et
 // al. 2018) when Clip > 0: the server clips every update to L2 norm Clip,
 // adds Gaussian noise of standard deviation z·Clip to their sum, divides
@@ -156,6 +188,8 @@ type Config struct {
 	Attack Attack
 	// Privacy turns on differential privacy.
 	Privacy Privacy
+	// Churn makes sampled clients offline or drop out mid-round.
+	Churn Churn
 	// EvalEvery evaluates the global model on Test every so many rounds;
 	// the last round is always evaluated.
 	EvalEvery int
@@ -306,7 +340,7 @@ func (c Config) Validate() error {
 	if err := c.Privacy.validate(c.Aggregator); err != nil {
 		return err
 	}
-	return nil
+	return c.Churn.validate()
 }
 
 func (a Attack) validate() error {

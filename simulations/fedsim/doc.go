@@ -12,6 +12,9 @@
 //
 //  1. samples max(1, round(Fraction·Clients)) clients without replacement
 //     and sorts them by id;
+//     with Churn, each sampled client is then offline (probability
+//     Unavailable) or drops out mid-round (probability Dropout) and sends
+//     nothing, from a PCG stream of its own per round;
 //  2. trains each sampled client from the global parameters on its own
 //     shard — Config.Workers goroutines, each with its own model copy and
 //     a fresh federated.Trainer whose shuffling seed is derived from

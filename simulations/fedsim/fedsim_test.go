@@ -107,6 +107,40 @@ func TestRunLearns(t *testing.T) {
 	}
 }
 
+func TestChurn(t *testing.T) {
+	cfg := small()
+	cfg.Rounds = 6
+	cfg.Churn = Churn{Unavailable: 0.3, Dropout: 0.2}
+	cfg.Workers = 1
+	a := run(t, cfg)
+	cfg.Workers = 3
+	if b := run(t, cfg); !slices.Equal(a.Points, b.Points) || a.Offline != b.Offline || a.DroppedOut != b.DroppedOut {
+		t.Fatalf("1 and 3 workers differ under churn:\n%+v\n%+v", a, b)
+	}
+	sampled := cfg.Rounds * a.Sampled
+	// 60 draws: offline ~ 18, dropped out ~ 0.7·60·0.2 = 8.4.
+	if a.Offline < 8 || a.Offline > 28 || a.DroppedOut < 2 || a.DroppedOut > 16 {
+		t.Fatalf("offline %d, dropped out %d of %d sampled; want about 18 and 8", a.Offline, a.DroppedOut, sampled)
+	}
+	if a.Dropped != a.Offline+a.DroppedOut || a.Updates != sampled-a.Dropped {
+		t.Fatalf("dropped %d, updates %d, sampled %d: churn not accounted (%d offline, %d out)", a.Dropped, a.Updates, sampled, a.Offline, a.DroppedOut)
+	}
+	if a.Final.Accuracy < 0.85 {
+		t.Fatalf("FedAvg with 30%%/20%% churn reached %.3f, want ≥ 0.85", a.Final.Accuracy)
+	}
+	// Everyone offline: every round fails and the model stays at its
+	// initial accuracy.
+	cfg.Churn = Churn{Unavailable: 1}
+	all := run(t, cfg)
+	if all.FailedRounds != cfg.Rounds || all.Updates != 0 || all.Offline != sampled {
+		t.Fatalf("all offline: %d failed rounds, %d updates, %d offline; want %d, 0, %d", all.FailedRounds, all.Updates, all.Offline, cfg.Rounds, sampled)
+	}
+	cfg.Churn = Churn{}
+	if none := run(t, cfg); none.Dropped != 0 || none.Updates != sampled {
+		t.Fatalf("no churn: dropped %d, updates %d; want 0 and %d", none.Dropped, none.Updates, sampled)
+	}
+}
+
 func TestPartitionsAndAggregators(t *testing.T) {
 	cases := []struct {
 		name string
@@ -221,6 +255,8 @@ func TestConfigValidate(t *testing.T) {
 		{"privacy both", func(c *Config) { c.Privacy = Privacy{Clip: 1, TargetEpsilon: 1, NoiseMultiplier: 1} }},
 		{"privacy delta", func(c *Config) { c.Privacy = Privacy{Clip: 1, TargetEpsilon: 1, Delta: 1} }},
 		{"privacy aggregator", func(c *Config) { c.Privacy = Privacy{Clip: 1, TargetEpsilon: 1}; c.Aggregator = "median" }},
+		{"churn unavailable", func(c *Config) { c.Churn.Unavailable = 1.5 }},
+		{"churn dropout NaN", func(c *Config) { c.Churn.Dropout = math.NaN() }},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

@@ -21,6 +21,7 @@ const (
 	streamSample
 	streamNoise
 	streamClient
+	streamChurn
 )
 
 // Point is the global model's quality after a round (or, for Centralized,
@@ -51,9 +52,13 @@ type Result struct {
 	// Updates counts the updates aggregated over all rounds, and
 	// MaliciousUpdates those among them sent by malicious clients.
 	Updates, MaliciousUpdates int
-	// Dropped counts sampled clients that sent nothing: no training data,
-	// local training diverged, or a non-finite update.
+	// Dropped counts sampled clients that sent nothing: offline or
+	// dropped out (Churn), no training data, local training diverged, or
+	// a non-finite update.
 	Dropped int
+	// Offline and DroppedOut count the sampled clients lost to
+	// Config.Churn (both included in Dropped).
+	Offline, DroppedOut int
 	// FailedRounds counts rounds whose aggregation failed (no updates,
 	// too few for the aggregator, or a result beyond float32); the
 	// global model is kept unchanged in those rounds.
@@ -232,6 +237,33 @@ func (s *sim) sample() []int {
 	return ids
 }
 
+// churn returns the sampled clients ids that take part in the round,
+// counting the others in res. The draws come from a stream of its own per
+// round, two per sampled client in id order, so they depend only on the
+// seed, the round and the sample.
+func (s *sim) churn(round int, ids []int, res *Result) []int {
+	c := s.cfg.Churn
+	if !c.Enabled() {
+		return ids
+	}
+	rng := rand.New(rand.NewPCG(s.cfg.Seed^streamChurn, uint64(round)))
+	kept := ids[:0]
+	for _, id := range ids {
+		offline, drop := rng.Float64() < c.Unavailable, rng.Float64() < c.Dropout
+		switch {
+		case offline:
+			res.Offline++
+		case drop:
+			res.DroppedOut++
+		default:
+			kept = append(kept, id)
+			continue
+		}
+		res.Dropped++
+	}
+	return kept
+}
+
 // clientSeed derives the local-training seed of a client in a round
 // (SplitMix64 finaliser over the three values).
 func clientSeed(seed uint64, round, client int) uint64 {
@@ -248,7 +280,7 @@ func clientSeed(seed uint64, round, client int) uint64 {
 // round runs one round from params and returns the next global
 // parameters, or nil when the round failed and the model stays.
 func (s *sim) round(ctx context.Context, round int, params []float32, res *Result) ([]float32, error) {
-	ids := s.sample()
+	ids := s.churn(round, s.sample(), res)
 	results := make([]clientResult, len(ids))
 	var next atomic.Int64
 	var wg sync.WaitGroup
