@@ -41,6 +41,7 @@ func commands() []command {
 		{"route", "ask the coordinator for the nearest nodes serving a model", runRoute},
 		{"audit", "list the audit trail", runAudit},
 		{"fl", "federated learning: round start, status, bench", runFL},
+		{"sim", "simulations at internet scale: edge, rollout, churn, gossip", runSim},
 		{"bench", "load generator: concurrency sweep, throughput and latency percentiles", runBench},
 		{"cert", "mesh credentials: ca --dir D, node --ca-dir D --id ID, gossip-key", runCert},
 		{"version", "print the version", runVersion},
