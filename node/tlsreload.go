@@ -72,53 +72,29 @@ func (n *Node) serverTLSConfigs() (tcp, h3 *tls.Config) {
 }
 
 // meshClientTLS returns the configuration for dialing peers and the
-// central tier: the current mesh certificate is presented, and the peer's
-// certificate is verified against the current mesh CA (only: not the
-// system roots) and the dialed host name.
+// central tier: the current mesh certificate is presented (reloadable),
+// and the peer's certificate is verified by crypto/tls against the mesh CA
+// the node started with, and the dialed name or address. The roots stay
+// fixed because crypto/tls's own verification is the one that checks an
+// IP address the node dialed (no SNI is sent for one, so a
+// VerifyConnection callback could not see it); a new CA is trusted for
+// dialing after a restart, which is why CA rotation goes through a CA
+// file holding both the old and the new CA (docs/deploy.md).
 func (n *Node) meshClientTLS() *tls.Config {
 	return &tls.Config{
 		MinVersion: tls.VersionTLS13,
+		RootCAs:    n.tls.Load().roots,
 		GetClientCertificate: func(*tls.CertificateRequestInfo) (*tls.Certificate, error) {
 			return n.tls.Load().clientCert, nil
 		},
-		// crypto/tls's own verification would pin the CA pool of the
-		// moment the config was made; VerifyConnection below does the
-		// same checks against the current pool, on every connection,
-		// resumed ones included.
-		InsecureSkipVerify: true,
-		VerifyConnection: func(cs tls.ConnectionState) error {
-			return verifyServer(cs, n.tls.Load().roots)
-		},
 	}
-}
-
-// verifyServer checks a peer's server certificate chain against roots and
-// the name the connection was made to, as crypto/tls does by default.
-func verifyServer(cs tls.ConnectionState, roots *x509.CertPool) error {
-	if len(cs.PeerCertificates) == 0 {
-		return errors.New("tls: peer presented no certificate")
-	}
-	if roots == nil {
-		return errors.New("tls: no mesh CA to verify the peer against")
-	}
-	inter := x509.NewCertPool()
-	for _, c := range cs.PeerCertificates[1:] {
-		inter.AddCert(c)
-	}
-	_, err := cs.PeerCertificates[0].Verify(x509.VerifyOptions{
-		Roots:         roots,
-		Intermediates: inter,
-		DNSName:       cs.ServerName,
-		KeyUsages:     []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-	})
-	if err != nil {
-		return fmt.Errorf("tls: peer certificate: %w", err)
-	}
-	return nil
 }
 
 // ReloadTLS re-reads the TLS certificate and key files and the mesh CA,
-// and uses them for every new connection. On any error the node keeps the
+// and uses them for every new connection: the certificates presented, and
+// the CA that peers' client certificates must chain to (the CA used to
+// verify peers this node dials is the one it started with, see
+// meshClientTLS). On any error the node keeps the
 // material it has and the error says what is wrong. A node with a
 // generated development certificate (no files) has nothing to reload.
 func (n *Node) ReloadTLS() error {

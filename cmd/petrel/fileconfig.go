@@ -40,12 +40,20 @@ var configOnlyFlags = []string{"config", "check-config"}
 // applyConfigFile reads the YAML configuration file at path and sets each
 // flag it names that was not set on the command line.
 func applyConfigFile(fs *flag.FlagSet, path string) error {
-	b, err := os.ReadFile(path)
+	if abs, err := filepath.Abs(path); err == nil {
+		path = abs // relative paths inside resolve against the file's directory
+	}
+	f, err := os.Open(path)
 	if err != nil {
 		return fmt.Errorf("config file: %w", err)
 	}
+	b, err := io.ReadAll(io.LimitReader(f, maxConfigFileBytes+1))
+	f.Close()
+	if err != nil {
+		return fmt.Errorf("config file %s: %w", path, err)
+	}
 	if len(b) > maxConfigFileBytes {
-		return fmt.Errorf("config file %s: %d bytes, at most %d", path, len(b), maxConfigFileBytes)
+		return fmt.Errorf("config file %s: larger than %d bytes", path, maxConfigFileBytes)
 	}
 	explicit := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { explicit[f.Name] = true })
@@ -84,6 +92,8 @@ func parseConfigFile(fs *flag.FlagSet, path string, b []byte) ([]configValue, er
 	var extra yaml.Node
 	if err := dec.Decode(&extra); err == nil {
 		return nil, fmt.Errorf("%s:%d: more than one YAML document; want one mapping", path, extra.Line)
+	} else if !errors.Is(err, io.EOF) {
+		return nil, fmt.Errorf("config file %s: %v", path, err)
 	}
 	if doc.Kind == 0 || len(doc.Content) == 0 {
 		return nil, nil

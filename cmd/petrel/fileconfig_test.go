@@ -96,6 +96,7 @@ func TestConfigFileErrors(t *testing.T) {
 		{"not a mapping", "- a\n- b\n", `node.yaml:1: want a mapping`},
 		{"syntax", "id: [a\n", `node.yaml`},
 		{"two documents", "id: a\n---\nid: b\n", `more than one YAML document`},
+		{"broken second document", "id: a\n---\nid: [b\n", `node.yaml`},
 		{"comma in list", "join: [\"a,b\"]\n", `contains a comma`},
 	}
 	for _, tc := range tests {

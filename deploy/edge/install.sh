@@ -38,6 +38,8 @@ EOF
 }
 
 die() { echo "install.sh: $*" >&2; exit 2; }
+# yq quotes a value as a YAML single-quoted scalar ('[::]:8443', "a: b").
+yq() { printf "'%s'" "${1//\'/\'\'}"; }
 log() { echo "install.sh: $*"; }
 
 FROM="" COORD="" TOKEN="" ID="" REGION="" LABELS="" HOSTS="" LISTEN="0.0.0.0:8443" GOSSIP="0.0.0.0:7946" CAFILE=""
@@ -62,13 +64,21 @@ while [ $# -gt 0 ]; do
 done
 
 DESTDIR=${DESTDIR:-}
+if [ -n "$DESTDIR" ]; then
+  # An absolute path without a trailing slash, so that the paths
+  # enrolment writes can be stripped of it exactly.
+  DESTDIR=$(realpath -m "$DESTDIR")
+  [ "$DESTDIR" != / ] || DESTDIR=""
+fi
 [ -n "$FROM" ] || { usage >&2; die "--from is required"; }
 if [ "$ENROL" = 1 ]; then
   [ -n "$COORD" ] || die "--coordinator is required (or --no-enrol)"
   [ -n "$TOKEN" ] || die "--join-token-file is required (or --no-enrol)"
   [ -r "$TOKEN" ] || die "join token file $TOKEN is not readable"
 fi
-[ -n "$DESTDIR" ] || [ "$(id -u)" = 0 ] || die "run as root (or set DESTDIR)"
+# Root even with DESTDIR: the user is created (useradd --prefix) and the
+# files are owned as on the machine.
+[ "$(id -u)" = 0 ] || die "run as root"
 ID=${ID:-$(hostname -s)}
 
 BIN=/usr/local/bin/petrel
@@ -124,11 +134,11 @@ if [ ! -f "$conf" ]; then
   {
     echo "# Petrel edge node. Keys are \`petrel node\` flag names (petrel node -h);"
     echo "# flags on the command line win. Check: petrel node --config $ETC/node.yaml --check-config"
-    echo "id: $ID"
-    echo "listen: $LISTEN"
+    echo "id: $(yq "$ID")"
+    echo "listen: $(yq "$LISTEN")"
     echo "role: edge"
-    echo "gossip-bind: $GOSSIP"
-    [ -n "$REGION" ] && echo "region: $REGION"
+    echo "gossip-bind: $(yq "$GOSSIP")"
+    [ -n "$REGION" ] && echo "region: $(yq "$REGION")"
     echo "blob-dir: $STATE/blobs"
     echo "ort-lib: $ORTLIB"
     echo "log-json: true"
@@ -148,7 +158,9 @@ if [ "$ENROL" = 1 ] && ! grep -q '^mesh-cert:' "$conf"; then
   if [ -n "$DESTDIR" ]; then
     # Enrolment wrote paths under DESTDIR; the installed node sees them
     # without it.
-    sed -i "s#$DESTDIR/#/#g" "$conf"
+    # (a literal match: DESTDIR may hold characters sed would read as a
+    # pattern)
+    DESTDIR="$DESTDIR" perl -0pi -e 's/\Q$ENV{DESTDIR}\E\//\//g' "$conf"
   fi
   chown -R "$uid:$gid" "$DESTDIR$STATE"
   chown "0:$gid" "$conf"
