@@ -263,39 +263,13 @@ func (ca *CA) IssueNode(nodeID string, hosts []string, dir string, validFor time
 	if err != nil {
 		return "", "", err
 	}
-	now := ca.now()
-	if !now.Before(ca.cert.NotAfter) {
-		return "", "", fmt.Errorf("meshtls: CA certificate expired at %s", ca.cert.NotAfter.UTC().Format(time.RFC3339))
-	}
-	notAfter := now.Add(validFor)
-	if notAfter.After(ca.cert.NotAfter) {
-		notAfter = ca.cert.NotAfter
-	}
-
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		return "", "", fmt.Errorf("meshtls: generate node key: %w", err)
 	}
-	serial, err := randomSerial()
+	der, err := ca.signNode(nodeID, dnsNames, ips, &key.PublicKey, validFor)
 	if err != nil {
 		return "", "", err
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber:          serial,
-		Subject:               pkix.Name{Organization: []string{caOrganization}, CommonName: nodeID},
-		NotBefore:             now.Add(-clockSkew),
-		NotAfter:              notAfter,
-		KeyUsage:              x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
-		BasicConstraintsValid: true,
-		IsCA:                  false,
-		DNSNames:              dnsNames,
-		IPAddresses:           ips,
-		URIs:                  []*url.URL{nodeURI(nodeID)},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.cert, &key.PublicKey, ca.key)
-	if err != nil {
-		return "", "", fmt.Errorf("meshtls: sign certificate for node %q: %w", nodeID, err)
 	}
 	keyDER, err := x509.MarshalPKCS8PrivateKey(key)
 	if err != nil {
@@ -313,6 +287,42 @@ func (ca *CA) IssueNode(nodeID string, hosts []string, dir string, validFor time
 		return "", "", err
 	}
 	return certFile, keyFile, nil
+}
+
+// signNode issues the node certificate for pub (DER): server and client
+// auth, the URI SAN petrel://node/<nodeID>, the hosts as SANs, valid for
+// validFor from now and cut at the CA's own expiry.
+func (ca *CA) signNode(nodeID string, dnsNames []string, ips []net.IP, pub crypto.PublicKey, validFor time.Duration) ([]byte, error) {
+	now := ca.now()
+	if !now.Before(ca.cert.NotAfter) {
+		return nil, fmt.Errorf("meshtls: CA certificate expired at %s", ca.cert.NotAfter.UTC().Format(time.RFC3339))
+	}
+	notAfter := now.Add(validFor)
+	if notAfter.After(ca.cert.NotAfter) {
+		notAfter = ca.cert.NotAfter
+	}
+	serial, err := randomSerial()
+	if err != nil {
+		return nil, err
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber:          serial,
+		Subject:               pkix.Name{Organization: []string{caOrganization}, CommonName: nodeID},
+		NotBefore:             now.Add(-clockSkew),
+		NotAfter:              notAfter,
+		KeyUsage:              x509.KeyUsageDigitalSignature,
+		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
+		BasicConstraintsValid: true,
+		IsCA:                  false,
+		DNSNames:              dnsNames,
+		IPAddresses:           ips,
+		URIs:                  []*url.URL{nodeURI(nodeID)},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.cert, pub, ca.key)
+	if err != nil {
+		return nil, fmt.Errorf("meshtls: sign certificate for node %q: %w", nodeID, err)
+	}
+	return der, nil
 }
 
 // splitHosts validates hosts and sorts them into IP and DNS SANs,

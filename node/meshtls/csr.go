@@ -152,34 +152,9 @@ func (ca *CA) SignNodeCSR(csrPEM []byte, nodeID string, hosts []string, validFor
 	if err != nil {
 		return nil, err
 	}
-	now := ca.now()
-	if !now.Before(ca.cert.NotAfter) {
-		return nil, fmt.Errorf("meshtls: CA certificate expired at %s", ca.cert.NotAfter.UTC().Format(time.RFC3339))
-	}
-	notAfter := now.Add(validFor)
-	if notAfter.After(ca.cert.NotAfter) {
-		notAfter = ca.cert.NotAfter
-	}
-	serial, err := randomSerial()
+	der, err := ca.signNode(nodeID, dnsNames, ips, csr.PublicKey, validFor)
 	if err != nil {
 		return nil, err
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber:          serial,
-		Subject:               pkix.Name{Organization: []string{caOrganization}, CommonName: nodeID},
-		NotBefore:             now.Add(-clockSkew),
-		NotAfter:              notAfter,
-		KeyUsage:              x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
-		BasicConstraintsValid: true,
-		IsCA:                  false,
-		DNSNames:              dnsNames,
-		IPAddresses:           ips,
-		URIs:                  []*url.URL{nodeURI(nodeID)},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.cert, csr.PublicKey, ca.key)
-	if err != nil {
-		return nil, fmt.Errorf("meshtls: sign certificate for node %q: %w", nodeID, err)
 	}
 	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), nil
 }
