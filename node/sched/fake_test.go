@@ -21,7 +21,8 @@ type fakeExec struct {
 	mu        sync.Mutex
 	calls     []call
 	gates     map[int]chan struct{} // call index -> released when closed
-	started   chan call             // every call, as it starts
+	started   chan call             // every call, as it starts (see overflow)
+	overflow  bool                  // started was full: a call was not reported
 	err       error                 // returned by every call when set
 	badDim    bool                  // y's dim 0 is one more than x's
 	ignoreCtx bool                  // gated calls ignore ctx (keep running)
@@ -59,7 +60,17 @@ func (f *fakeExec) Run(ctx context.Context, inputs []models.Tensor, outputs []st
 	gate := f.gates[idx]
 	err, badDim, ignoreCtx, panicMsg := f.err, f.badDim, f.ignoreCtx, f.panicMsg
 	f.mu.Unlock()
-	f.started <- c
+	// Never block the executor on the report: a stress test makes more
+	// calls than started holds and reads none of them (blocking here once
+	// hung TestStress whenever load made its batches small). Tests that
+	// read the reports fail if one was lost.
+	select {
+	case f.started <- c:
+	default:
+		f.mu.Lock()
+		f.overflow = true
+		f.mu.Unlock()
+	}
 	if gate != nil {
 		if ignoreCtx {
 			<-gate
@@ -124,6 +135,12 @@ func (f *fakeExec) Calls() []call {
 // waitStarted returns the next started call, or fails the test.
 func (f *fakeExec) waitStarted(t *testing.T) call {
 	t.Helper()
+	f.mu.Lock()
+	lost := f.overflow
+	f.mu.Unlock()
+	if lost {
+		t.Fatal("fake executor: a start report was lost (started is full)")
+	}
 	select {
 	case c := <-f.started:
 		return c
