@@ -179,12 +179,13 @@ func runSimRollout(ctx context.Context, e *env, args []string) int {
 			wall := time.Since(start)
 			if isBad {
 				rep.Rollbacks = append(rep.Rollbacks, r)
-				fmt.Fprintf(e.stdout, "%6d sites, bad version:  rolled back at %s, all sites on the old version at %s (wall %.1f s)\n",
-					n, simTime(r.RolledBack), simTime(r.AllOnOld), wall.Seconds())
+				fmt.Fprintf(e.stdout, "%6d sites, bad version:  rolled back at %s, all sites on the old version at %s (oracle: %s after the decision) (wall %.1f s)\n",
+					n, simTime(r.RolledBack), simTime(r.AllOnOld), r.Oracle.Propagate.Round(time.Millisecond), wall.Seconds())
 			} else {
 				rep.Rollouts = append(rep.Rollouts, r)
-				fmt.Fprintf(e.stdout, "%6d sites, good version: all fetched at %s, all at 100%% at %s, origin egress %.1f GB, peers %.1f GB (wall %.1f s)\n",
-					n, simTime(r.AllFetched), simTime(r.AllOnNew), float64(r.OriginEgress)/1e9, float64(r.PeerBytes)/1e9, wall.Seconds())
+				fmt.Fprintf(e.stdout, "%6d sites, good version: all fetched at %s (oracle %s), all at 100%% at %s (oracle %s), origin egress %.1f GB, peers %.1f GB (wall %.1f s)\n",
+					n, simTime(r.AllFetched), simTime(r.Oracle.Fetched), simTime(r.AllOnNew), simTime(r.Oracle.AllOnNew),
+					float64(r.OriginEgress)/1e9, float64(r.PeerBytes)/1e9, wall.Seconds())
 			}
 		}
 	}
@@ -218,6 +219,7 @@ func runSimChurn(ctx context.Context, e *env, args []string) int {
 	rounds := fs.Int("rounds", 30, "federated rounds")
 	clients := fs.Int("clients", 100, "clients (stores)")
 	seed := fs.Uint64("seed", 1, "seed")
+	central := fs.Int("central-epochs", 10, "epochs of the centralised oracle (same model, all data in one place); 0 skips it")
 	data := fs.String("data", "", "Fashion-MNIST directory (default: Debian's dataset-fashion-mnist)")
 	out := fs.String("out", "", "directory for CSV files and PNG plots (none without it)")
 	if err := fs.Parse(args); err != nil {
@@ -225,6 +227,10 @@ func runSimChurn(ctx context.Context, e *env, args []string) int {
 	}
 	if fs.NArg() > 0 {
 		fmt.Fprintf(e.stderr, "petrel sim churn: unexpected arguments %q\n", fs.Args())
+		return 2
+	}
+	if *central < 0 || *central > 1000 {
+		fmt.Fprintf(e.stderr, "petrel sim churn: --central-epochs %d: want 0-1000\n", *central)
 		return 2
 	}
 	var lv []float64
@@ -236,7 +242,10 @@ func runSimChurn(ctx context.Context, e *env, args []string) int {
 		}
 		lv = append(lv, v)
 	}
-	cfg := rolloutsim.ChurnConfig{Levels: lv, DataDir: *data}
+	cfg := rolloutsim.ChurnConfig{Levels: lv, DataDir: *data, CentralEpochs: *central}
+	if *central == 0 {
+		cfg.CentralEpochs = -1
+	}
 	cfg.Base.Rounds, cfg.Base.Clients, cfg.Base.Seed = *rounds, *clients, *seed
 	r, err := rolloutsim.RunChurn(ctx, cfg)
 	if err != nil {
@@ -249,6 +258,9 @@ func runSimChurn(ctx context.Context, e *env, args []string) int {
 		}
 		last := pts[len(pts)-1]
 		fmt.Fprintf(e.stdout, "churn %.2f: accuracy %.3f after %d rounds\n", l.Level, last.Accuracy, last.Round)
+	}
+	if acc, ok := r.CentralAccuracy(); ok {
+		fmt.Fprintf(e.stdout, "oracle (centralised, %d epochs): best accuracy %.3f\n", len(r.Central.Points), acc)
 	}
 	if *out != "" {
 		rep := rolloutsim.Report{Churn: r}

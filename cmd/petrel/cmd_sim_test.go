@@ -18,7 +18,7 @@ func TestSimCommands(t *testing.T) {
 		return code, out.String(), errOut.String()
 	}
 	for _, bad := range [][]string{{}, {"nope"}, {"edge", "--scenario", "nope"}, {"edge", "--policy", "bogus", "--sites", "50", "--requests", "100"},
-		{"rollout", "--sites", "0"}, {"churn", "--levels", "x"}, {"edge", "extra"}} {
+		{"rollout", "--sites", "0"}, {"churn", "--levels", "x"}, {"churn", "--central-epochs", "-1"}, {"edge", "extra"}} {
 		if code, _, msg := run(bad...); code != 2 || msg == "" {
 			t.Errorf("petrel sim %q: exit %d, message %q; want 2 and a message", bad, code, msg)
 		}

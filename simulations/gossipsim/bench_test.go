@@ -71,6 +71,8 @@ func BenchmarkGossip1000(b *testing.B) {
 		b.ReportMetric(ms(&res.Join, 1), "join-all-ms")
 		b.ReportMetric(ms(&res.Failure, 0.99), "fail-p99-ms")
 		b.ReportMetric(ms(&res.Failure, 1), "fail-all-ms")
+		b.ReportMetric(ms(&res.JoinOracle, 0.99), "join-oracle-p99-ms")
+		b.ReportMetric(ms(&res.FailureOracle, 0.99), "fail-oracle-p99-ms")
 		b.ReportMetric(res.Bandwidth.Sent.Mean, "sent-B/s-mean")
 		b.ReportMetric(res.Bandwidth.Sent.P99, "sent-B/s-p99")
 		b.ReportMetric(res.Bandwidth.Recv.Mean, "recv-B/s-mean")

@@ -8,6 +8,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -273,6 +274,24 @@ func TestSmallCluster(t *testing.T) {
 	if res.FalseFailures > 2 {
 		t.Errorf("%d members falsely declared dead", res.FalseFailures)
 	}
+	// The oracles cover the same observers and are lower bounds of what
+	// the protocol achieved, at every quantile.
+	for _, c := range []struct {
+		name            string
+		measured, bound *Convergence
+	}{{"join", &res.Join, &res.JoinOracle}, {"failure", &res.Failure, &res.FailureOracle}} {
+		if c.bound.Observers != c.measured.Observers || len(c.bound.Times) != c.bound.Observers {
+			t.Errorf("%s oracle: %d times over %d observers, measured over %d", c.name, len(c.bound.Times), c.bound.Observers, c.measured.Observers)
+			continue
+		}
+		for _, q := range []float64{0.5, 0.99, 1} {
+			m, ok := c.measured.At(q)
+			b, _ := c.bound.At(q)
+			if b <= 0 || (ok && m < b) {
+				t.Errorf("%s at %.0f%%: measured %v, oracle %v", c.name, 100*q, m, b)
+			}
+		}
+	}
 	m := res.Measured
 	if m.PacketsSent < 1000 {
 		t.Fatalf("only %d packets sent", m.PacketsSent)
@@ -357,5 +376,47 @@ func TestConvergenceAt(t *testing.T) {
 	}
 	if f := c.Fraction(0); f != 0 {
 		t.Errorf("Fraction(0) = %v", f)
+	}
+}
+
+// TestOracles checks the lower bounds on a hand-placed network: two
+// members in London, two in Madrid, known last miles.
+func TestOracles(t *testing.T) {
+	nw := testNet(t, 4, 0)
+	lm := []time.Duration{1 * time.Millisecond, 2 * time.Millisecond, 3 * time.Millisecond, 4 * time.Millisecond}
+	for i, m := range nw.members {
+		m.region = i / 2 // 0, 1: london; 2, 3: madrid
+		m.lastMile = lm[i]
+	}
+	base, r := nw.model.Base, nw.region[0][1]
+	if r < 9*time.Millisecond {
+		t.Fatalf("london-madrid %v", r)
+	}
+	d := func(a, b int) time.Duration {
+		if nw.members[a].region == nw.members[b].region {
+			return base + lm[a] + lm[b]
+		}
+		return base + r + lm[a] + lm[b]
+	}
+	// Join of member 3: each observer hears it directly.
+	j := nw.joinOracle(3, []int{0, 1, 2})
+	want := []time.Duration{d(3, 2), d(3, 0), d(3, 1)} // sorted: same metro first
+	if !slices.Equal(j.Times, want) || j.Observers != 3 {
+		t.Errorf("join oracle %v, want %v", j.Times, want)
+	}
+	// Failure of member 0 (London). Member 1 notices after its own round
+	// trip; the Madrid members learn sooner from member 1 than by probing
+	// across the sea themselves.
+	f := nw.failureOracle(0, []int{1, 2, 3})
+	o1 := 2 * d(1, 0)
+	o2 := min(2*d(2, 0), 2*d(1, 0)+d(1, 2), 2*d(3, 0)+d(3, 2))
+	o3 := min(2*d(3, 0), 2*d(1, 0)+d(1, 3), 2*d(2, 0)+d(2, 3))
+	if o2 != 2*d(1, 0)+d(1, 2) {
+		t.Fatalf("test layout: member 2 should learn through member 1")
+	}
+	want = []time.Duration{o1, o2, o3}
+	slices.Sort(want)
+	if !slices.Equal(f.Times, want) {
+		t.Errorf("failure oracle %v, want %v", f.Times, want)
 	}
 }

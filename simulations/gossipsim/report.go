@@ -54,18 +54,24 @@ func (r *Result) WriteCSV(dir string) error {
 		}
 		return nil
 	}
-	curve := func(c *Convergence) func(*bufio.Writer) {
+	// One row per observer that saw the change, with the oracle's time
+	// for the same rank (the oracle's observers are the same members).
+	curve := func(c, oracle *Convergence) func(*bufio.Writer) {
 		return func(w *bufio.Writer) {
-			fmt.Fprintln(w, "rank,t_ms,fraction")
+			fmt.Fprintln(w, "rank,t_ms,fraction,oracle_t_ms")
 			for i, t := range c.Times {
-				fmt.Fprintf(w, "%d,%s,%s\n", i+1, msStr(t), num(float64(i+1)/float64(c.Observers)))
+				o := ""
+				if i < len(oracle.Times) {
+					o = msStr(oracle.Times[i])
+				}
+				fmt.Fprintf(w, "%d,%s,%s,%s\n", i+1, msStr(t), num(float64(i+1)/float64(c.Observers)), o)
 			}
 		}
 	}
-	if err := write(JoinCSV, curve(&r.Join)); err != nil {
+	if err := write(JoinCSV, curve(&r.Join, &r.JoinOracle)); err != nil {
 		return err
 	}
-	if err := write(FailureCSV, curve(&r.Failure)); err != nil {
+	if err := write(FailureCSV, curve(&r.Failure, &r.FailureOracle)); err != nil {
 		return err
 	}
 	if err := write(BandwidthCSV, func(w *bufio.Writer) {
@@ -119,11 +125,17 @@ func (r *Result) summaryRows() [][2]string {
 		{"join_p50_ms", at(&r.Join, 0.5)},
 		{"join_p99_ms", at(&r.Join, 0.99)},
 		{"join_all_ms", at(&r.Join, 1)},
+		{"join_oracle_p50_ms", at(&r.JoinOracle, 0.5)},
+		{"join_oracle_p99_ms", at(&r.JoinOracle, 0.99)},
+		{"join_oracle_all_ms", at(&r.JoinOracle, 1)},
 		{"failure_observers", strconv.Itoa(r.Failure.Observers)},
 		{"failure_seen", strconv.Itoa(len(r.Failure.Times))},
 		{"failure_p50_ms", at(&r.Failure, 0.5)},
 		{"failure_p99_ms", at(&r.Failure, 0.99)},
 		{"failure_all_ms", at(&r.Failure, 1)},
+		{"failure_oracle_p50_ms", at(&r.FailureOracle, 0.5)},
+		{"failure_oracle_p99_ms", at(&r.FailureOracle, 0.99)},
+		{"failure_oracle_all_ms", at(&r.FailureOracle, 1)},
 		{"false_failures", strconv.Itoa(r.FalseFailures)},
 		{"dropped_events", strconv.FormatUint(r.DroppedEvents, 10)},
 		{"bandwidth_window_ms", msStr(b.Window)},
@@ -182,11 +194,11 @@ func (r *Result) WritePlot(dir string) error {
 func (r *Result) Plot(w io.Writer) error {
 	const width, height = 12 * vg.Inch, 5 * vg.Inch
 	setup := fmt.Sprintf("%d members, %s, %d regions, %.1f%% loss", r.Config.Members, r.Timing.Profile, len(r.Config.Network.Regions), 100*r.Config.Network.Loss)
-	join, err := convergencePlot("Join seen ("+setup+")", &r.Join, 0)
+	join, err := convergencePlot("Join seen ("+setup+")", &r.Join, &r.JoinOracle, 0)
 	if err != nil {
 		return err
 	}
-	fail, err := convergencePlot("Failure detected ("+setup+")", &r.Failure, 1)
+	fail, err := convergencePlot("Failure detected ("+setup+")", &r.Failure, &r.FailureOracle, 1)
 	if err != nil {
 		return err
 	}
@@ -204,19 +216,23 @@ func (r *Result) Plot(w io.Writer) error {
 }
 
 // convergencePlot draws one cumulative curve (a step function of the
-// observers' times) with the 99 % level.
-func convergencePlot(title string, c *Convergence, colour int) (*plot.Plot, error) {
+// observers' times) with its oracle (dashed) and the 99 % level.
+func convergencePlot(title string, c, oracle *Convergence, colour int) (*plot.Plot, error) {
 	p := plot.New()
 	p.Title.Text = title
 	p.Title.TextStyle.Font.Size = vg.Points(11)
 	p.X.Label.Text = "seconds since the change"
 	p.Y.Label.Text = "share of members (%)"
 	p.Add(plotter.NewGrid())
-	xy := plotter.XYs{{X: 0, Y: 0}}
-	for i, t := range c.Times {
-		y := 100 * float64(i) / float64(c.Observers)
-		xy = append(xy, plotter.XY{X: t.Seconds(), Y: y}, plotter.XY{X: t.Seconds(), Y: 100 * float64(i+1) / float64(c.Observers)})
+	steps := func(c *Convergence) plotter.XYs {
+		xy := plotter.XYs{{X: 0, Y: 0}}
+		for i, t := range c.Times {
+			y := 100 * float64(i) / float64(c.Observers)
+			xy = append(xy, plotter.XY{X: t.Seconds(), Y: y}, plotter.XY{X: t.Seconds(), Y: 100 * float64(i+1) / float64(c.Observers)})
+		}
+		return xy
 	}
+	xy := steps(c)
 	maxX := 1.0
 	if len(c.Times) > 0 {
 		maxX = c.Times[len(c.Times)-1].Seconds() * 1.05
@@ -233,18 +249,34 @@ func convergencePlot(title string, c *Convergence, colour int) (*plot.Plot, erro
 	line.Width = vg.Points(1.8)
 	p.Add(line)
 	p.Legend.Add(c.Target, line)
-	lvl, err := plotter.NewLine(plotter.XYs{{X: 0, Y: 99}, {X: maxX, Y: 99}})
-	if err != nil {
-		return nil, fmt.Errorf("gossipsim: plot %q: %w", title, err)
+	dashed := func(xy plotter.XYs, col color.Color, width vg.Length, dashes []vg.Length, label string) error {
+		l, err := plotter.NewLine(xy)
+		if err != nil {
+			return fmt.Errorf("gossipsim: plot %q: %w", title, err)
+		}
+		l.Color, l.Width, l.Dashes = col, width, dashes
+		p.Add(l)
+		p.Legend.Add(label, l)
+		return nil
 	}
-	lvl.Color = color.Gray{Y: 110}
-	lvl.Dashes = []vg.Length{vg.Points(6), vg.Points(4)}
-	p.Add(lvl)
+	if len(oracle.Times) > 0 {
+		oxy := steps(oracle)
+		oxy = append(oxy, plotter.XY{X: maxX, Y: oxy[len(oxy)-1].Y})
+		label := "oracle"
+		if t, ok := oracle.At(0.99); ok {
+			label = fmt.Sprintf("oracle (99 %% at %.3f s)", t.Seconds())
+		}
+		if err := dashed(oxy, color.Black, vg.Points(1.2), []vg.Length{vg.Points(2), vg.Points(2)}, label); err != nil {
+			return nil, err
+		}
+	}
 	label := "99 %"
 	if t, ok := c.At(0.99); ok {
 		label = fmt.Sprintf("99 %% at %.2f s", t.Seconds())
 	}
-	p.Legend.Add(label, lvl)
+	if err := dashed(plotter.XYs{{X: 0, Y: 99}, {X: maxX, Y: 99}}, color.Gray{Y: 110}, vg.Points(1), []vg.Length{vg.Points(6), vg.Points(4)}, label); err != nil {
+		return nil, err
+	}
 	p.Legend.Top, p.Legend.Left = false, false
 	p.Legend.YOffs = vg.Points(14)
 	p.Legend.XOffs = -vg.Points(8)

@@ -171,6 +171,12 @@ type Result struct {
 	// Members members (the joined one included). A member that already
 	// listed it dead before the kill counts at time 0.
 	Failure Convergence
+	// JoinOracle and FailureOracle are the physical lower bounds of Join
+	// and Failure on the same network and placement: the one-way delay
+	// from the joiner to each observer, and for the failure the earliest
+	// a live member can miss the victim's answer (one round trip) plus
+	// its one-way delay to the observer. No protocol can beat them.
+	JoinOracle, FailureOracle Convergence
 	// FalseFailures counts members other than the killed one that some
 	// member declared dead after the cluster settled.
 	FalseFailures int
@@ -278,6 +284,19 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	}
 	s.log.Info("gossipsim: every member has joined through member 0", "wall", time.Since(start))
 	res := &Result{Config: c}
+	joinObs, failObs := make([]int, 0, n), make([]int, 0, n)
+	for i := range n + 1 {
+		if i < n {
+			joinObs = append(joinObs, i)
+		}
+		if i != victimIdx {
+			failObs = append(failObs, i)
+		}
+	}
+	res.JoinOracle = s.nw.joinOracle(n, joinObs)
+	res.JoinOracle.Target = s.joinerID
+	res.FailureOracle = s.nw.failureOracle(victimIdx, failObs)
+	res.FailureOracle.Target = s.members[victimIdx].id
 	if err := s.waitFormed(ctx, start.Add(s.real(c.SettleTimeout))); err != nil {
 		return nil, err
 	}

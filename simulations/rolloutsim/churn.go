@@ -47,6 +47,11 @@ type ChurnConfig struct {
 	// mid-round dropout rather than a client offline at the start of the
 	// round; zero means DefaultMidRound and a negative value none.
 	MidRound float64
+	// CentralEpochs is how many epochs the oracle trains: the same model
+	// and SGD settings on all the training data in one place
+	// (fedsim.Centralized), the best any federated run on this data can
+	// hope for. Zero means fedsim.DefaultCentralEpochs, negative skips it.
+	CentralEpochs int
 	// Progress, when set, is called after every evaluation with the level
 	// being run.
 	Progress func(level float64, p fedsim.Point) `json:"-"`
@@ -67,6 +72,9 @@ type ChurnLevel struct {
 // of ChurnConfig.Levels.
 type ChurnResult struct {
 	Levels []ChurnLevel
+	// Central is the oracle (see ChurnConfig.CentralEpochs): accuracy
+	// per epoch of centralised training, nil when skipped.
+	Central *fedsim.Result
 	// Train and Test are the numbers of samples used.
 	Train, Test int
 }
@@ -176,6 +184,16 @@ func RunChurn(ctx context.Context, cfg ChurnConfig) (*ChurnResult, error) {
 			return nil, fmt.Errorf("rolloutsim: churn %.0f%%: %w", 100*p, err)
 		}
 		res.Levels = append(res.Levels, ChurnLevel{Level: p, Churn: run.Churn, Result: r})
+	}
+	if cfg.CentralEpochs >= 0 {
+		c, err := fedsim.Centralized(ctx, fedsim.CentralConfig{
+			Train: base.Train, Test: base.Test, Model: base.Model, SGD: base.SGD,
+			Epochs: cfg.CentralEpochs, Workers: base.Workers, Seed: base.Seed,
+		})
+		if err != nil {
+			return nil, fmt.Errorf("rolloutsim: centralised oracle: %w", err)
+		}
+		res.Central = c
 	}
 	return res, nil
 }

@@ -137,23 +137,33 @@ func WriteTimelineCSV(w io.Writer, runs []*RolloutResult) error {
 
 // WriteSummaryCSV writes one line per run: its outcome and times (empty
 // when not reached, in seconds from the start of the rollout), the
-// origin's egress and the fetches.
+// origin's egress and the fetches, then the oracle's times and the
+// rollback's propagation (all_on_old_s − rolled_back_s) next to the
+// oracle's.
 func WriteSummaryCSV(w io.Writer, runs []*RolloutResult) error {
 	bw := bufio.NewWriter(w)
 	fmt.Fprintln(bw, "version,sites,metros,final,completed,all_fetched_s,all_on_new_s,promoted_s,rolled_back_s,all_on_old_s,"+
-		"max_weight,max_serving,origin_egress_bytes,peer_bytes,from_origin,from_peer,new_requests,new_errors,requests,reports,events")
+		"max_weight,max_serving,origin_egress_bytes,peer_bytes,from_origin,from_peer,new_requests,new_errors,requests,reports,events,"+
+		"oracle_fetched_s,oracle_all_on_new_s,rollback_propagation_s,oracle_propagation_s")
 	for _, r := range runs {
-		fmt.Fprintf(bw, "%s,%d,%d,%s,%t,%s,%s,%s,%s,%s,%s,%d,%d,%d,%d,%d,%d,%d,%d,%d,%d\n",
+		prop := Never
+		if r.RolledBack >= 0 && r.AllOnOld >= 0 {
+			prop = r.AllOnOld - r.RolledBack
+		}
+		fmt.Fprintf(bw, "%s,%d,%d,%s,%t,%s,%s,%s,%s,%s,%s,%d,%d,%d,%d,%d,%d,%d,%d,%d,%d,%s,%s,%s,%s\n",
 			kind(r), r.Sites, r.Metros, r.Final, r.Completed, secs(r.AllFetched), secs(r.AllOnNew), secs(r.Promoted),
 			secs(r.RolledBack), secs(r.AllOnOld), fnum(r.MaxWeight), r.MaxServing, r.OriginEgress, r.PeerBytes,
-			r.FromOrigin, r.FromPeer, r.NewRequests, r.NewErrors, r.Requests, r.Reports, r.Events)
+			r.FromOrigin, r.FromPeer, r.NewRequests, r.NewErrors, r.Requests, r.Reports, r.Events,
+			secs(r.Oracle.Fetched), secs(r.Oracle.AllOnNew), secs(prop), secs(r.Oracle.Propagate))
 	}
 	return bw.Flush()
 }
 
 // WriteChurnCSV writes the accuracy per round at every churn level as CSV
 // with the header "churn,offline,dropout,lost,round,accuracy,loss", lost
-// being the share of sampled clients that sent nothing over the run.
+// being the share of sampled clients that sent nothing over the run. The
+// centralised oracle, when run, follows with churn "central" and one row
+// per epoch in the round column.
 func WriteChurnCSV(w io.Writer, r *ChurnResult) error {
 	bw := bufio.NewWriter(w)
 	fmt.Fprintln(bw, "churn,offline,dropout,lost,round,accuracy,loss")
@@ -163,7 +173,25 @@ func WriteChurnCSV(w io.Writer, r *ChurnResult) error {
 				fnum(l.lostShare()), p.Round, fnum(p.Accuracy), fnum(p.Loss))
 		}
 	}
+	if r.Central != nil {
+		for _, p := range r.Central.Points {
+			fmt.Fprintf(bw, "central,,,,%d,%s,%s\n", p.Round, fnum(p.Accuracy), fnum(p.Loss))
+		}
+	}
 	return bw.Flush()
+}
+
+// CentralAccuracy is the oracle's best test accuracy over its epochs, and
+// false when the oracle was not run.
+func (r *ChurnResult) CentralAccuracy() (float64, bool) {
+	if r.Central == nil || len(r.Central.Points) == 0 {
+		return 0, false
+	}
+	best := 0.0
+	for _, p := range r.Central.Points {
+		best = max(best, p.Accuracy)
+	}
+	return best, true
 }
 
 // Plot size.
@@ -269,6 +297,10 @@ func PlotRollout(w io.Writer, title string, runs []*RolloutResult) error {
 		if err := c.line(fmt.Sprintf("%d sites: serving it at any weight", r.Sites), part, i, true); err != nil {
 			return err
 		}
+		x := r.Oracle.AllOnNew.Seconds()
+		if err := c.line(fmt.Sprintf("%d sites: oracle, all at 100%% after %.1fs", r.Sites, x), plotter.XYs{{X: x, Y: 0}, {X: x, Y: 100}}, i, true); err != nil {
+			return err
+		}
 	}
 	c.p.Y.Min, c.p.Y.Max = 0, 102
 	return c.writePNG(w)
@@ -294,10 +326,15 @@ func PlotRollback(w io.Writer, title string, runs []*RolloutResult) error {
 		if err := c.line(fmt.Sprintf("%d sites", r.Sites), xy, i, false); err != nil {
 			return err
 		}
+		oracleBack := Never
+		if r.RolledBack >= 0 {
+			oracleBack = r.RolledBack + r.Oracle.Propagate
+		}
 		for _, m := range []struct {
 			what string
 			at   time.Duration
-		}{{"rollback decided", r.RolledBack}, {"all back on the old version", r.AllOnOld}} {
+		}{{"rollback decided", r.RolledBack}, {"all back on the old version", r.AllOnOld},
+			{"oracle, all back", oracleBack}} {
 			if m.at < 0 {
 				continue
 			}
@@ -323,5 +360,9 @@ func PlotChurn(w io.Writer, r *ChurnResult) error {
 			Points: l.Result.Points,
 		}
 	}
-	return fedsim.PlotAccuracy(w, fmt.Sprintf("Federated accuracy under client churn (%d training samples)", r.Train), series, nil)
+	var levels []fedsim.Level
+	if acc, ok := r.CentralAccuracy(); ok {
+		levels = append(levels, fedsim.Level{Name: fmt.Sprintf("oracle: the same model trained centrally on all the data (%d epochs), best %.1f%%", len(r.Central.Points), 100*acc), Value: acc})
+	}
+	return fedsim.PlotAccuracy(w, fmt.Sprintf("Federated accuracy under client churn (%d training samples)", r.Train), series, levels)
 }

@@ -302,6 +302,10 @@ type RolloutResult struct {
 	// simulation events run.
 	Reports int
 	Events  uint64
+
+	// Oracle is the physical lower bound of the same rollout on the same
+	// world, to compare AllFetched, AllOnNew and AllOnOld − RolledBack with.
+	Oracle Oracle
 }
 
 // desiredState is one desired state the coordinator published, shared by
@@ -438,6 +442,7 @@ func newRolloutSim(cfg RolloutConfig, w *world.World) (*rsim, error) {
 	}
 	rs.pub = initial
 	rs.current = len(rs.sites)
+	rs.res.Oracle = rs.oracle()
 	return rs, nil
 }
 

@@ -15,6 +15,7 @@ import (
 	"github.com/petrel-mesh/petrel/coordinator/rollout"
 	"github.com/petrel-mesh/petrel/federated"
 	"github.com/petrel-mesh/petrel/simulations/fedsim"
+	"github.com/petrel-mesh/petrel/simulations/world"
 )
 
 // smallRollout is a seeded world of 400 sites with short canary steps.
@@ -202,7 +203,7 @@ func fashion() ChurnConfig {
 			Clients: 20, Fraction: 0.5, Rounds: 8, Seed: 3,
 			SGD: federated.SGDConfig{LR: 0.05, Momentum: 0.9, BatchSize: 32, Epochs: 2},
 		},
-		TrainSamples: 4000, TestSamples: 1000,
+		TrainSamples: 4000, TestSamples: 1000, CentralEpochs: 3,
 	}
 }
 
@@ -234,6 +235,18 @@ func TestChurn(t *testing.T) {
 	}
 	if a, b := res.Levels[0].Result, res.Levels[2].Result; b.Updates >= a.Updates*3/4 {
 		t.Fatalf("50%% churn aggregated %d updates, no churn %d", b.Updates, a.Updates)
+	}
+	// The oracle: the same model trained on all 4000 samples in one
+	// place beats every federated run on label-skewed clients.
+	central, ok := res.CentralAccuracy()
+	if !ok || len(res.Central.Points) != 3 {
+		t.Fatalf("no centralised oracle (%v)", res.Central)
+	}
+	t.Logf("centralised oracle: best accuracy %.3f", central)
+	for _, l := range res.Levels {
+		if l.Result.Best.Accuracy > central {
+			t.Errorf("churn %v: best accuracy %.3f above the centralised oracle's %.3f", l.Level, l.Result.Best.Accuracy, central)
+		}
 	}
 }
 
@@ -292,7 +305,7 @@ func TestReport(t *testing.T) {
 	lines := map[string]int{
 		FileTimeline: 1 + len(rep.Rollouts[0].Timeline) + len(rep.Rollbacks[0].Timeline),
 		FileSummary:  3,
-		FileChurn:    1 + 2*2,
+		FileChurn:    1 + 2*2 + 3, // two levels of two rounds, three oracle epochs
 	}
 	for name, want := range lines {
 		b, err := os.ReadFile(filepath.Join(dir, name))
@@ -318,6 +331,83 @@ func BenchmarkRollout10k(b *testing.B) {
 	for b.Loop() {
 		if _, err := RunRollout(context.Background(), RolloutConfig{Seed: 1, Sites: 10000}); err != nil {
 			b.Fatal(err)
+		}
+	}
+}
+
+// TestRolloutOracle checks the oracle against a Bellman-Ford fixpoint of
+// the same lower bound on a small world, and that every simulated run
+// (peers, origin only, bad version) stays above it.
+func TestRolloutOracle(t *testing.T) {
+	cfg := smallRollout()
+	cfg.Sites = 60
+	cfg = cfg.withDefaults()
+	w, err := world.Build(world.Config{Seed: cfg.Seed, EdgeSites: cfg.Sites})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.World = w
+	rs, err := newRolloutSim(cfg, w)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := rs.oracle()
+
+	// Bellman-Ford: relax every (source, site) pair until nothing moves.
+	size := float64(cfg.ArtifactBytes)
+	tx := func(a, b int) time.Duration { return time.Duration(size / w.Bandwidth(a, b) * float64(time.Second)) }
+	ready := map[int]time.Duration{}
+	for _, c := range w.Centrals() {
+		ready[c] = 0
+	}
+	for changed := true; changed; {
+		changed = false
+		for _, st := range rs.sites {
+			ask := w.OneWay(rs.coord, st.w)
+			for src, r := range ready {
+				if src == st.w {
+					continue
+				}
+				one := w.OneWay(src, st.w)
+				tt := max(r, ask+one) + one + tx(src, st.w)
+				if old, ok := ready[st.w]; !ok || tt < old {
+					ready[st.w] = tt
+					changed = true
+				}
+			}
+		}
+	}
+	var fetched, prop time.Duration
+	for _, st := range rs.sites {
+		fetched = max(fetched, ready[st.w])
+		prop = max(prop, w.OneWay(rs.coord, st.w))
+	}
+	if got.Fetched != fetched || got.Propagate != prop {
+		t.Fatalf("oracle fetched %v propagate %v, Bellman-Ford %v and %v", got.Fetched, got.Propagate, fetched, prop)
+	}
+	if want := max(4*cfg.Interval+prop, fetched+cfg.LoadTime); got.AllOnNew != want {
+		t.Fatalf("oracle all on new %v, want %v", got.AllOnNew, want)
+	}
+
+	for _, mode := range []struct {
+		name            string
+		originOnly, bad bool
+	}{{"peers", false, false}, {"origin only", true, false}, {"bad", false, true}} {
+		c := cfg
+		c.OriginOnly, c.Bad = mode.originOnly, mode.bad
+		res := runRollout(t, c)
+		if res.Oracle != got {
+			t.Errorf("%s: oracle %+v, want %+v", mode.name, res.Oracle, got)
+		}
+		if res.AllFetched < got.Fetched {
+			t.Errorf("%s: all fetched at %v, before the oracle's %v", mode.name, res.AllFetched, got.Fetched)
+		}
+		if mode.bad {
+			if d := res.AllOnOld - res.RolledBack; res.AllOnOld == Never || d < got.Propagate {
+				t.Errorf("%s: rollback propagated in %v, oracle %v", mode.name, d, got.Propagate)
+			}
+		} else if res.AllOnNew == Never || res.AllOnNew < got.AllOnNew {
+			t.Errorf("%s: all on new at %v, oracle %v", mode.name, res.AllOnNew, got.AllOnNew)
 		}
 	}
 }
