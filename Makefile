@@ -42,6 +42,9 @@ run-node: build
 
 vet:
 	$(GO) vet ./...
+	# The gpu-tagged tests run only on a GPU machine (docs/gpu.md); CI at
+	# least compiles and vets them.
+	$(GO) vet -tags gpu ./models/ort/ ./node/
 
 lint: setup
 	.cache/bin/staticcheck ./...

@@ -207,16 +207,17 @@ func (m *manager) installAcquired(ctx context.Context, name, ver string, b []byt
 }
 
 // evictLocked unloads acquired (unpinned) versions, least recently used
-// first, while the loaded bytes exceed the limit; keep is never evicted.
-// It returns the evicted versions for the caller to close outside m.mu.
+// first, while the loaded bytes exceed MaxLoadedBytes or the GPU bytes
+// exceed GPUMemoryBytes; keep is never evicted. It returns the evicted
+// versions for the caller to close outside m.mu.
 func (m *manager) evictLocked(keep *version) []*version {
-	limit := m.n.cfg.Mesh.MaxLoadedBytes
-	if limit <= 0 {
+	lim := modelcache.Limits{Host: m.n.cfg.Mesh.MaxLoadedBytes, GPU: m.n.cfg.GPUMemoryBytes}
+	if lim.Host <= 0 && lim.GPU <= 0 {
 		return nil
 	}
-	// The decision is modelcache.Victims, the policy the simulations
+	// The decision is modelcache.VictimsWithin, the policy the simulations
 	// measure: acquired versions least recently used first until the
-	// loaded bytes fit.
+	// loaded bytes (host and GPU) fit.
 	var items []modelcache.Item
 	var vers []*version
 	for _, e := range m.models {
@@ -224,6 +225,7 @@ func (m *manager) evictLocked(keep *version) []*version {
 			items = append(items, modelcache.Item{
 				Key:       v.manifest.Name + "@" + v.manifest.Version,
 				Bytes:     v.bytes,
+				GPUBytes:  v.gpuBytes,
 				LastUsed:  v.stats.lastInference.Load(),
 				Evictable: v.acquired && v != keep,
 			})
@@ -231,7 +233,7 @@ func (m *manager) evictLocked(keep *version) []*version {
 		}
 	}
 	var out []*version
-	for _, i := range modelcache.Victims(items, limit) {
+	for _, i := range modelcache.VictimsWithin(items, lim) {
 		v := vers[i]
 		e := m.models[v.manifest.Name]
 		delete(e.versions, v.manifest.Version)
@@ -246,7 +248,7 @@ func (m *manager) evictLocked(keep *version) []*version {
 			}
 		}
 		out = append(out, v)
-		m.n.log.Info("model evicted from memory", "model", v.manifest.Name, "version", v.manifest.Version, "bytes", v.bytes)
+		m.n.log.Info("model evicted from memory", "model", v.manifest.Name, "version", v.manifest.Version, "bytes", v.bytes, "gpu_bytes", v.gpuBytes)
 	}
 	return out
 }

@@ -52,6 +52,13 @@ type Config struct {
 	// ORTLibrary is the path of libonnxruntime.so ("" = PETREL_ORT_LIB, then
 	// the setup cache).
 	ORTLibrary string
+	// GPUMemoryBytes bounds the GPU memory of the model versions that run
+	// on the CUDA provider, together: each counts its arena limit
+	// (Runtime.GPUMemLimit or the model's gpu_mem_limit; without one, an
+	// estimate, see GPUFootprint). Acquired versions are evicted, least
+	// recently used first, to make room; a version that cannot fit is not
+	// loaded. 0 means not bounded. See docs/gpu.md.
+	GPUMemoryBytes int64
 	// Mesh joins the node to a mesh of peers (gossip, forwarding,
 	// fallback); the zero value is a standalone node.
 	Mesh MeshConfig
@@ -119,6 +126,9 @@ func (c *Config) Validate() error {
 	}
 	if err := c.Runtime.Validate(); err != nil {
 		return fmt.Errorf("runtime: %w", err)
+	}
+	if c.GPUMemoryBytes < 0 {
+		return fmt.Errorf("gpu memory bytes %d: must not be negative (0 = not bounded)", c.GPUMemoryBytes)
 	}
 	if err := c.Control.validate(); err != nil {
 		return err

@@ -176,6 +176,8 @@ func (n *Node) handleModelMeta(w http.ResponseWriter, r *http.Request) {
 		"parameters": map[string]any{
 			"digest":               v.manifest.Digest,
 			"execution_provider":   v.session.Provider(),
+			"provider_note":        providerNote(v.session),
+			"gpu_memory_bytes":     v.gpuBytes,
 			"max_batch_size":       maxBatch(v),
 			"intra_op_threads":     v.config.runtimeOptions(n.cfg.Runtime).IntraOpThreads,
 			"concurrency":          v.schedCfg.Concurrency,

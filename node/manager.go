@@ -13,6 +13,7 @@ import (
 
 	"github.com/petrel-mesh/petrel/models"
 	"github.com/petrel-mesh/petrel/models/golden"
+	"github.com/petrel-mesh/petrel/models/ort"
 	"github.com/petrel-mesh/petrel/node/sched"
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -44,8 +45,9 @@ type version struct {
 	schedCfg sched.Config  // as the scheduler got it, defaults resolved
 	profile  *BatchProfile // nil when not profiled
 	bytes    int64
-	acquired bool // fetched from the mesh, not from the repository: evictable
-	synced   bool // installed by the control loop (coordinator): pinned
+	gpuBytes int64 // GPU memory accounted (CUDA sessions only), see GPUFootprint
+	acquired bool  // fetched from the mesh, not from the repository: evictable
+	synced   bool  // installed by the control loop (coordinator): pinned
 	hist     latencyHist
 	// requests and serverErrors are the figures rollouts judge by:
 	// serverErrors counts 5xx and 422 (a request that fits the signature
@@ -308,6 +310,22 @@ func (m *manager) newVersion(ctx context.Context, rm *repoModel, rv repoVersion,
 		return nil, fmt.Errorf("model %q version %s: %w", rm.Name, rv.Version, err)
 	}
 	v := &version{manifest: man, config: &rm.Config, session: sess, bytes: size, stats: &modelStats{}}
+	if sess.Provider() == ort.ProviderCUDA {
+		v.gpuBytes = GPUFootprint(rm.Config.runtimeOptions(m.n.cfg.Runtime).GPUMemLimit, size)
+		if err := m.checkGPUBudget(v); err != nil {
+			sess.Close()
+			return nil, fmt.Errorf("model %q version %s: %w", rm.Name, rv.Version, err)
+		}
+	}
+	attrs := []any{"model", rm.Name, "version", rv.Version, "provider", sess.Provider()}
+	if v.gpuBytes > 0 {
+		attrs = append(attrs, "gpu_bytes", v.gpuBytes)
+	}
+	if note := providerNote(sess); note != "" {
+		m.n.log.Warn("model version runs on another execution provider than configured", append(attrs, "reason", note)...)
+	} else {
+		m.n.log.Info("model version session created", attrs...)
+	}
 	v.outIndex = make(map[string]int, len(man.Signature.Outputs))
 	for i, o := range man.Signature.Outputs {
 		v.outIndex[o.Name] = i
@@ -347,8 +365,15 @@ func (m *manager) newVersion(ctx context.Context, rm *repoModel, rv repoVersion,
 func (m *manager) schedConfig(ctx context.Context, rm *repoModel, sess models.Session, sig models.Signature) (sched.Config, *BatchProfile, error) {
 	c := &rm.Config
 	sc := c.schedConfig()
+	gpu := sess.Provider() == ort.ProviderCUDA
+	if gpu && c.MaxBatchSize == nil {
+		sc.MaxBatchSize = GPUMaxBatchSize
+	}
 	if c.Concurrency == 0 {
 		sc.Concurrency = AutoConcurrency(c.runtimeOptions(m.n.cfg.Runtime).IntraOpThreads)
+		if gpu {
+			sc.Concurrency = GPUConcurrency
+		}
 	}
 	if len(sc.PreferredBatchSizes) > 0 || sc.MaxBatchSize < 2 || (c.ProfileBatchSizes != nil && !*c.ProfileBatchSizes) {
 		return sc, nil, nil
@@ -515,9 +540,15 @@ func (m *manager) installSynced(ctx context.Context, man *models.Manifest, b []b
 	if versionLess(e.latest, man.Version) {
 		e.latest = man.Version
 	}
+	// A synced version is pinned; acquired ones make room for it.
+	evicted := m.evictLocked(v)
 	m.mu.Unlock()
 	if old != nil { // same version, other bytes: the registry changed under us
 		old.close(ctx)
+	}
+	for _, ev := range evicted {
+		ev.close(ctx)
+		m.forgetMetrics(ev)
 	}
 	m.n.metrics.modelProvider.WithLabelValues(man.Name, man.Version, v.session.Provider()).Set(1)
 	m.refreshGauges()

@@ -17,6 +17,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -304,6 +305,9 @@ func (n *Node) loadInitial(ctx context.Context) error {
 		for name := range repo {
 			names = append(names, name)
 		}
+		// In name order: what loads first must not depend on map order
+		// when models compete for memory (GPUMemoryBytes).
+		slices.Sort(names)
 	}
 	for _, name := range names {
 		// A model that fails to load is reported by the index and the

@@ -104,6 +104,11 @@ type RuntimeOverrides struct {
 	MemArena          *bool  `json:"mem_arena,omitempty"`
 	Provider          string `json:"provider,omitempty"`
 	RequireProvider   bool   `json:"require_provider,omitempty"`
+	// DeviceID, GPUMemLimit (bytes) and ArenaExtendStrategy override the
+	// node's CUDA settings for this model (ort.Options of the same names).
+	DeviceID            *int   `json:"device_id,omitempty"`
+	GPUMemLimit         *int64 `json:"gpu_mem_limit,omitempty"`
+	ArenaExtendStrategy string `json:"arena_extend_strategy,omitempty"`
 }
 
 // maxConfigBytes bounds config.json; a repository is operator input but
@@ -149,6 +154,12 @@ func (c *ModelConfig) Validate() error {
 	}
 	if c.Concurrency > 256 {
 		return fmt.Errorf("config: concurrency %d: want at most 256", c.Concurrency)
+	}
+	if c.Runtime != nil {
+		// The overrides on top of valid defaults must make valid options.
+		if err := c.runtimeOptions(ort.Options{}).Validate(); err != nil {
+			return fmt.Errorf("config: runtime: %w", err)
+		}
 	}
 	if c.Personal != nil {
 		if err := c.Personal.validate(); err != nil {
@@ -244,6 +255,15 @@ func (c *ModelConfig) runtimeOptions(base ort.Options) ort.Options {
 		if r.Provider != "" {
 			o.Provider = r.Provider
 			o.RequireProvider = r.RequireProvider
+		}
+		if r.DeviceID != nil {
+			o.DeviceID = *r.DeviceID
+		}
+		if r.GPUMemLimit != nil {
+			o.GPUMemLimit = *r.GPUMemLimit
+		}
+		if r.ArenaExtendStrategy != "" {
+			o.ArenaExtendStrategy = r.ArenaExtendStrategy
 		}
 	}
 	if o.IntraOpThreads == 0 {

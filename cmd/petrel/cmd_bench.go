@@ -20,7 +20,8 @@ const benchUsage = `usage:
   petrel bench --url U --model M [--protocol h1|h2|h3] [--encoding json|binary]
                [--concurrency 1,8,64] [--duration 5s] [--warmup 1s] [--batch 1] [--noop]
                [--client raw-h1|nethttp]
-  petrel bench suite [--quick] [--out FILE] [--strict] [--client raw-h1|nethttp]`
+  petrel bench suite [--quick] [--out FILE] [--strict] [--client raw-h1|nethttp]
+  petrel bench runtime [--providers cpu,cuda] [...]   (ONNX Runtime alone, CPU vs GPU)`
 
 // clientFlagUsage documents --client of both bench commands.
 const clientFlagUsage = "client of plain-HTTP/1.1 requests: raw-h1 (lean keep-alive client, one connection per worker, no allocation per request) | nethttp (node/client's net/http, for comparison); h2 and h3 always use node/client"
@@ -30,6 +31,8 @@ func runBench(ctx context.Context, e *env, args []string) int {
 		switch args[0] {
 		case "suite":
 			return runBenchSuite(ctx, e, args[1:])
+		case "runtime":
+			return runBenchRuntime(ctx, e, args[1:])
 		case "baseline-server": // hidden: the suite starts it as its own process
 			return runBaselineServer(ctx, e, args[1:])
 		}

@@ -169,8 +169,22 @@ func (o Options) sessionOptions() (*onnx.SessionOptions, error) {
 	return so, nil
 }
 
-// appendCUDA adds the CUDA execution provider to so.
+// appendCUDA adds the CUDA execution provider to so: with the V2 API
+// (onnxruntime_go's), or when the library refuses that, the V1 API (see
+// cudav1.go).
 func (o Options) appendCUDA(so *onnx.SessionOptions) error {
+	errV2 := o.appendCUDAV2(so)
+	if errV2 == nil {
+		return nil
+	}
+	if errV1 := o.appendCUDAV1(so); errV1 != nil {
+		return fmt.Errorf("%w; with the V1 API: %v", errV2, errV1)
+	}
+	return nil
+}
+
+// appendCUDAV2 adds the CUDA provider with the V2 API.
+func (o Options) appendCUDAV2(so *onnx.SessionOptions) error {
 	co, err := onnx.NewCUDAProviderOptions()
 	if err != nil {
 		return fmt.Errorf("cuda provider options: %w", err)

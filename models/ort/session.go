@@ -201,6 +201,12 @@ func newSession(model []byte, inNames, outNames []string, opts Options) (sess *o
 		}
 		sess, err := onnx.NewDynamicAdvancedSessionWithONNXData(model, inNames, outNames, so)
 		if err != nil {
+			if cuda {
+				// The CUDA provider is created with the session (a missing
+				// device, a driver or memory problem shows here); whether the
+				// model itself is at fault is told by the CPU attempt below.
+				return nil, fmt.Errorf("%w: cuda: %w", ErrProviderUnavailable, err)
+			}
 			return nil, fmt.Errorf("%w: %w", ErrInvalidModel, err)
 		}
 		return sess, nil

@@ -1,6 +1,6 @@
 // Package modelcache holds the model-cache decisions of a node: which
 // loaded model versions to evict when memory is short (least recently
-// used first, by bytes) and whether to admit a model that was missed
+// used first, by host and GPU bytes) and whether to admit a model that was missed
 // (a TinyLFU-like doorkeeper). The node's manager (node/acquire.go) and
 // the edge simulator (simulations/edgesim) both call it, so the
 // simulations measure the policy the node runs.
@@ -22,8 +22,11 @@ import (
 type Item struct {
 	// Key names the version (for example "model@version").
 	Key string
-	// Bytes is the memory the version takes.
+	// Bytes is the host memory the version takes.
 	Bytes int64
+	// GPUBytes is the GPU memory the version may take (for a session on
+	// the CUDA provider, its arena limit); zero for a CPU session.
+	GPUBytes int64
 	// LastUsed is when it last served a request (any monotone clock).
 	LastUsed int64
 	// Evictable is false for pinned versions (loaded from the node's own
@@ -37,18 +40,34 @@ type Item struct {
 // fits or no evictable item is left. A limit of zero or less means no
 // limit (nothing is evicted). items is not modified.
 func Victims(items []Item, limit int64) []int {
-	if limit <= 0 {
-		return nil
-	}
-	var total int64
+	return VictimsWithin(items, Limits{Host: limit})
+}
+
+// Limits bounds the loaded versions in host memory (Item.Bytes) and in
+// GPU memory (Item.GPUBytes); zero or less means no limit for that one.
+type Limits struct {
+	Host, GPU int64
+}
+
+// VictimsWithin returns the indices into items of the versions to evict
+// so that both totals fit their limits: evictable items, least recently
+// used first (ties by Key, then index), skipping an item that frees
+// nothing of a total still over its limit (a CPU model is not evicted to
+// make room on the GPU), until both fit or no candidate is left. items is
+// not modified.
+func VictimsWithin(items []Item, lim Limits) []int {
+	var host, gpu int64
 	cands := make([]int, 0, len(items))
 	for i, it := range items {
-		total += it.Bytes
+		host += it.Bytes
+		gpu += it.GPUBytes
 		if it.Evictable {
 			cands = append(cands, i)
 		}
 	}
-	if total <= limit {
+	hostOver := func() bool { return lim.Host > 0 && host > lim.Host }
+	gpuOver := func() bool { return lim.GPU > 0 && gpu > lim.GPU }
+	if !hostOver() && !gpuOver() {
 		return nil
 	}
 	slices.SortFunc(cands, func(a, b int) int {
@@ -60,11 +79,15 @@ func Victims(items []Item, limit int64) []int {
 	})
 	var out []int
 	for _, i := range cands {
-		if total <= limit {
+		h, g := hostOver(), gpuOver()
+		if !h && !g {
 			break
 		}
-		total -= items[i].Bytes
-		out = append(out, i)
+		if (h && items[i].Bytes > 0) || (g && items[i].GPUBytes > 0) {
+			host -= items[i].Bytes
+			gpu -= items[i].GPUBytes
+			out = append(out, i)
+		}
 	}
 	return out
 }

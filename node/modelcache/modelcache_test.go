@@ -36,6 +36,42 @@ func TestVictimsLRUByBytes(t *testing.T) {
 	}
 }
 
+// TestVictimsWithinGPU: the GPU is bounded as well as host memory, and a
+// version is only evicted when it frees memory that is short.
+func TestVictimsWithinGPU(t *testing.T) {
+	items := []Item{
+		{Key: "cpu-old", Bytes: 30, LastUsed: 1, Evictable: true},
+		{Key: "gpu-a", Bytes: 10, GPUBytes: 400, LastUsed: 2, Evictable: true},
+		{Key: "gpu-pinned", Bytes: 10, GPUBytes: 300, LastUsed: 0},
+		{Key: "gpu-b", Bytes: 10, GPUBytes: 200, LastUsed: 3, Evictable: true},
+		{Key: "gpu-new", Bytes: 10, GPUBytes: 200, LastUsed: 9},
+	}
+	// GPU total 1100 over 800: the least recently used GPU version goes
+	// (gpu-a, -400 → 700); the older CPU version stays, host has room.
+	if got, want := VictimsWithin(items, Limits{Host: 1000, GPU: 800}), []int{1}; !slices.Equal(got, want) {
+		t.Fatalf("GPU short: %v, want %v", got, want)
+	}
+	// Both short: host 70 over 50 and GPU over 600. cpu-old frees host
+	// (→ 40, fits), then GPU versions go until 600 fits: gpu-a (→ 700),
+	// gpu-b (→ 500).
+	if got, want := VictimsWithin(items, Limits{Host: 50, GPU: 600}), []int{0, 1, 3}; !slices.Equal(got, want) {
+		t.Fatalf("both short: %v, want %v", got, want)
+	}
+	// No GPU limit: the GPU bytes do not count.
+	if got := VictimsWithin(items, Limits{Host: 1000}); got != nil {
+		t.Fatalf("no limits exceeded: %v", got)
+	}
+	// Pinned and new versions alone exceed the GPU: all evictable GPU
+	// versions go, and that is all that can be done.
+	if got, want := VictimsWithin(items, Limits{GPU: 100}), []int{1, 3}; !slices.Equal(got, want) {
+		t.Fatalf("over-pinned GPU: %v, want %v", got, want)
+	}
+	// Victims is the host-only case.
+	if got, want := Victims(items, 20), []int{0, 1, 3}; !slices.Equal(got, want) {
+		t.Fatalf("Victims host only: %v, want %v", got, want)
+	}
+}
+
 func TestDoorkeeper(t *testing.T) {
 	d, err := NewDoorkeeper(DoorkeeperConfig{Window: 100})
 	if err != nil {
