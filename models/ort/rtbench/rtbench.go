@@ -357,5 +357,8 @@ func WriteTable(w io.Writer, rows []Row) error {
 }
 
 func us(d time.Duration) string {
+	if d >= 10*time.Millisecond {
+		return fmt.Sprintf("%.1f ms", float64(d)/float64(time.Millisecond))
+	}
 	return fmt.Sprintf("%.0f µs", float64(d)/float64(time.Microsecond))
 }
