@@ -48,24 +48,30 @@ func providerNote(s models.Session) string {
 // checkGPUBudget refuses v when its GPU memory and that of the loaded
 // versions that cannot be evicted (not acquired) exceed GPUMemoryBytes.
 // Acquired versions are not counted: evictLocked makes room by evicting
-// them once v is installed. A loaded version with v's name and version
-// is not counted either, since v replaces it.
+// them once v is installed. What v replaces is not counted either: a
+// loaded version with v's name and version, or, during a repository load
+// of v's model, every loaded version of that model (counted instead are
+// the versions of the load so far). Callers hold loadMu, not mu.
 func (m *manager) checkGPUBudget(v *version) error {
 	limit := m.n.cfg.GPUMemoryBytes
 	if limit <= 0 || v.gpuBytes == 0 {
 		return nil
 	}
-	m.mu.RLock()
-	defer m.mu.RUnlock()
+	reloading := m.gpuLoading.name == v.manifest.Name
 	pinned := int64(0)
+	if reloading {
+		pinned = m.gpuLoading.bytes
+	}
+	m.mu.RLock()
 	for _, e := range m.models {
 		for _, o := range e.versions {
-			if o.acquired || (o.manifest.Name == v.manifest.Name && o.manifest.Version == v.manifest.Version) {
+			if o.acquired || o.manifest.Name == v.manifest.Name && (reloading || o.manifest.Version == v.manifest.Version) {
 				continue
 			}
 			pinned += o.gpuBytes
 		}
 	}
+	m.mu.RUnlock()
 	if pinned+v.gpuBytes > limit {
 		return fmt.Errorf("%w: the version needs %d bytes on the GPU, %d of the node's %d (gpu_memory_bytes) are held by versions that cannot be evicted",
 			ErrGPUMemory, v.gpuBytes, pinned, limit)

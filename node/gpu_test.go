@@ -1,6 +1,8 @@
 package node_test
 
 import (
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -89,5 +91,44 @@ func TestGPUAccounting(t *testing.T) {
 	}
 	if p := get("c").Parameters; p.GPUBytes != 100_000_000 {
 		t.Errorf("c: %+v", p)
+	}
+}
+
+// TestGPUBudgetCountsVersions: the versions of one model loaded together
+// count together; a reload of the same model does not count the versions
+// it replaces.
+func TestGPUBudgetCountsVersions(t *testing.T) {
+	r := newRepo(t)
+	for _, v := range []string{"1", "2"} {
+		r.mlp("two", v, []int{64, 128, 16}, 1)
+	}
+	r.config("two", `{"runtime": {"provider": "cuda", "gpu_mem_limit": 300000000}}`)
+	r.smallMLP("one", 2, `{"runtime": {"provider": "cuda", "gpu_mem_limit": 400000000}}`)
+	cfg := testConfig(t, r.dir)
+	cfg.GPUMemoryBytes = 700_000_000
+	tn := startNode(t, cfg, node.WithSessionLoader(gpuLoader))
+	rc := tn.raw(t, client.HTTP1)
+	var idx []node.IndexEntry
+	rc.getJSON(t, "/v2/repository/index", &idx)
+	states := map[string]node.IndexEntry{}
+	for _, e := range idx {
+		states[e.Name] = e
+	}
+	// "one" (400 MB) loads first (name order); "two" has room for one of
+	// its versions (300 MB) but not for both.
+	if e := states["one"]; e.State != node.StateReady {
+		t.Fatalf("one: %s %q", e.State, e.Reason)
+	}
+	if e := states["two"]; e.State != node.StateUnavailable || !strings.Contains(e.Reason, "not enough GPU memory") {
+		t.Fatalf("two: %s %q, want UNAVAILABLE for GPU memory", e.State, e.Reason)
+	}
+	// Reloading "one" with a new version in place of the old replaces its
+	// 400 MB rather than adding to it.
+	r.mlp("one", "2", []int{64, 128, 16}, 3)
+	if err := os.RemoveAll(filepath.Join(r.dir, "one", "1")); err != nil {
+		t.Fatal(err)
+	}
+	if rep := rc.do(t, "POST", "/v2/repository/models/one/load", nil, nil); rep.status != 200 {
+		t.Fatalf("reload one: %d %s", rep.status, rep.body)
 	}
 }

@@ -88,6 +88,13 @@ type manager struct {
 	// none.
 	splits, shadowed atomic.Int32
 	loadMu           sync.Mutex // serialises load/unload
+	// gpuLoading is the model a repository load is replacing and the GPU
+	// bytes of its versions loaded so far, which checkGPUBudget counts
+	// instead of the versions being replaced. Guarded by loadMu.
+	gpuLoading struct {
+		name  string
+		bytes int64
+	}
 	// generation counts catalog changes (loads, unloads), for the mesh.
 	generation atomic.Uint64
 	// pipelineSteps maps each pipeline model that was loaded (or tried)
@@ -217,6 +224,8 @@ func (m *manager) loadOne(ctx context.Context, name string) error {
 	m.mu.Unlock()
 
 	loaded := map[string]*version{}
+	m.gpuLoading.name, m.gpuLoading.bytes = name, 0
+	defer func() { m.gpuLoading.name, m.gpuLoading.bytes = "", 0 }()
 	for _, rv := range rm.Versions {
 		v, err := m.loadVersion(ctx, rm, rv)
 		if err != nil {
@@ -227,11 +236,18 @@ func (m *manager) loadOne(ctx context.Context, name string) error {
 			return err
 		}
 		loaded[rv.Version] = v
+		m.gpuLoading.bytes += v.gpuBytes
 	}
 	m.mu.Lock()
 	old := m.models[name]
 	m.models[name] = &modelEntry{name: name, state: StateReady, versions: loaded, latest: rm.Versions[len(rm.Versions)-1].Version}
+	// Acquired versions make room for the repository's (host or GPU).
+	evicted := m.evictLocked(nil)
 	m.mu.Unlock()
+	for _, ev := range evicted {
+		ev.close(ctx)
+		m.forgetMetrics(ev)
+	}
 	for _, v := range loaded {
 		m.n.metrics.modelProvider.WithLabelValues(name, v.manifest.Version, v.session.Provider()).Set(1)
 	}

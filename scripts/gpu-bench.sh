@@ -14,6 +14,7 @@ CARRY=$ROOT/.cache/gpu-carry
 OUT=${OUT:-$ROOT/gpu-out}
 NV=${PETREL_CUDA_LIBS:-/opt/torch/.venv/lib/python3.12/site-packages/nvidia}
 mkdir -p "$OUT"
+: > "$OUT/summary.txt"
 status=0
 log() { printf '[gpu-bench] %s\n' "$*" | tee -a "$OUT/summary.txt"; }
 start=$(date +%s)
@@ -23,12 +24,16 @@ log "GPU: $(nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv
 
 [ -f "$CARRY/last/parts" ] || { log "missing $CARRY/last: carry every piece first (docs/gpu.md)"; exit 1; }
 parts=$(cat "$CARRY/last/parts")
+[[ $parts =~ ^[1-9][0-9]*$ ]] || { log "bad piece count '$parts' in $CARRY/last/parts"; exit 1; }
 lib=$ROOT/.cache/ort-gpu-run
 mkdir -p "$lib" "$ROOT/.cache/gpu-bin"
+pieces=()
 for i in $(seq 1 "$parts"); do
-  [ -d "$CARRY/part$i" ] || { log "missing $CARRY/part$i"; exit 1; }
+  p=("$CARRY/part$i"/cuda.gz.*)
+  [ -f "${p[0]}" ] || { log "missing $CARRY/part$i: carry it first (docs/gpu.md)"; exit 1; }
+  pieces+=("${p[@]}")
 done
-cat $(for i in $(seq 1 "$parts"); do ls "$CARRY/part$i"/cuda.gz.*; done) | gunzip > "$lib/libonnxruntime_providers_cuda.so"
+cat "${pieces[@]}" | gunzip > "$lib/libonnxruntime_providers_cuda.so"
 echo "$(cat "$CARRY/last/cuda.sha256")  $lib/libonnxruntime_providers_cuda.so" | sha256sum -c --quiet - || { log "CUDA provider checksum mismatch"; exit 1; }
 gunzip -c "$CARRY/last/libonnxruntime.so.gz" > "$lib/libonnxruntime.so"
 gunzip -c "$CARRY/last/libonnxruntime_providers_shared.so.gz" > "$lib/libonnxruntime_providers_shared.so"
@@ -41,6 +46,7 @@ done
 # and any other nvidia/*/lib, e.g. a separate curand).
 cuda_path=$NV/cu13/lib:$NV/cudnn/lib
 for d in "$NV"/*/lib; do
+  [ -d "$d" ] || continue
   case ":$cuda_path:" in *":$d:"*) ;; *) cuda_path=$cuda_path:$d ;; esac
 done
 export LD_LIBRARY_PATH=$lib:$cuda_path${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}

@@ -46,22 +46,26 @@ typedef void (*release_status_fn)(OrtStatus*);
 typedef OrtStatus* (*append_cuda_fn)(OrtSessionOptions*, const petrel_cuda_v1*);
 
 // petrel_append_cuda_v1 appends the CUDA provider with the V1 API of the
-// library at path (already loaded). It returns NULL on success, or an
-// error message the caller frees.
-static char* petrel_append_cuda_v1(const char* path, OrtSessionOptions* so, int device, size_t mem_limit, int arena) {
+// library at path (already loaded). It returns 0 on success; otherwise 1
+// and, in *err, a message the caller frees (NULL if even that failed).
+static int petrel_append_cuda_v1(const char* path, OrtSessionOptions* so, int device, size_t mem_limit, int arena, char** err) {
+	*err = NULL;
 	void* h = dlopen(path, RTLD_LAZY | RTLD_NOLOAD);
 	if (h == NULL) {
-		return strdup("the ONNX Runtime library is not loaded");
+		*err = strdup("the ONNX Runtime library is not loaded");
+		return 1;
 	}
 	const OrtApiBase* (*get_base)(void) = (const OrtApiBase* (*)(void))dlsym(h, "OrtGetApiBase");
 	if (get_base == NULL) {
 		dlclose(h);
-		return strdup("OrtGetApiBase not found");
+		*err = strdup("OrtGetApiBase not found");
+		return 1;
 	}
 	const void* const* api = (const void* const*)get_base()->GetApi(PETREL_ORT_API_VERSION);
 	dlclose(h); // the library stays loaded: onnxruntime_go holds it
 	if (api == NULL) {
-		return strdup("the library does not support ORT API version 24");
+		*err = strdup("the library does not support ORT API version 24");
+		return 1;
 	}
 	petrel_cuda_v1 o = {0};
 	o.device_id = device;
@@ -70,11 +74,11 @@ static char* petrel_append_cuda_v1(const char* path, OrtSessionOptions* so, int 
 	o.do_copy_in_default_stream = 1;
 	OrtStatus* st = ((append_cuda_fn)api[PETREL_IDX_APPEND_CUDA_V1])(so, &o);
 	if (st == NULL) {
-		return NULL;
+		return 0;
 	}
-	char* msg = strdup(((get_error_message_fn)api[PETREL_IDX_GET_ERROR_MESSAGE])(st));
+	*err = strdup(((get_error_message_fn)api[PETREL_IDX_GET_ERROR_MESSAGE])(st));
 	((release_status_fn)api[PETREL_IDX_RELEASE_STATUS])(st);
-	return msg;
+	return 1;
 }
 */
 import "C"
@@ -138,10 +142,13 @@ func (o Options) appendCUDAV1(so *onnx.SessionOptions) error {
 	}
 	cpath := C.CString(path)
 	defer C.free(unsafe.Pointer(cpath))
-	msg := C.petrel_append_cuda_v1(cpath, (*C.OrtSessionOptions)(sessionOptionsPtr(so)), C.int(o.DeviceID), limit, arena)
-	if msg != nil {
-		defer C.free(unsafe.Pointer(msg))
-		return errors.New(C.GoString(msg))
+	var msg *C.char
+	if C.petrel_append_cuda_v1(cpath, (*C.OrtSessionOptions)(sessionOptionsPtr(so)), C.int(o.DeviceID), limit, arena, &msg) == 0 {
+		return nil
 	}
-	return nil
+	if msg == nil {
+		return errors.New("the V1 CUDA provider API failed (no message: out of memory)")
+	}
+	defer C.free(unsafe.Pointer(msg))
+	return errors.New(C.GoString(msg))
 }

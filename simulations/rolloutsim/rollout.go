@@ -574,19 +574,21 @@ func (rs *rsim) reconcile(st *site) {
 //
 // Every source's uplink is a queue: a fetch occupies it for size/capacity
 // (OriginBandwidth for an origin, the metro link for a peer) after those
-// already queued, and it cannot finish before a round trip plus
-// size/bandwidth of the link between the two sites. A peer serves only
-// once its own copy is complete.
+// already queued. Sending starts once the request has reached the source
+// (one way), the source's copy is complete (a peer serves only then) and
+// its uplink is free; the last byte arrives one way after it left, and
+// no sooner than size/bandwidth of the link between the two sites after
+// sending began.
 func (rs *rsim) fetch(st *site) time.Duration {
 	now, size := rs.s.Now(), float64(rs.cfg.ArtifactBytes)
 	dur := func(bps float64) time.Duration { return time.Duration(size / bps * float64(time.Second)) }
-	// finish returns when a fetch from src that may start at ready ends,
-	// and until when it occupies src's uplink.
+	// finish returns when a fetch from src, whose copy is complete at
+	// ready, ends, and until when it occupies src's uplink.
 	finish := func(src int, ready time.Duration, capacity float64) (done, busy time.Duration) {
-		start := max(now, ready, rs.freeAt[src])
+		one := rs.w.OneWay(src, st.w)
+		start := max(now+one, ready, rs.freeAt[src])
 		busy = start + dur(capacity)
-		link := now + 2*rs.w.OneWay(src, st.w) + dur(rs.w.Bandwidth(src, st.w))
-		return max(busy, link, start), busy
+		return max(busy, start+dur(rs.w.Bandwidth(src, st.w))) + one, busy
 	}
 	best, busy := finish(st.origin, now, rs.cfg.OriginBandwidth)
 	src, peer := st.origin, false

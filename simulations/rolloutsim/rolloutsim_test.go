@@ -382,25 +382,51 @@ func TestRolloutOracle(t *testing.T) {
 		fetched = max(fetched, ready[st.w])
 		prop = max(prop, w.OneWay(rs.coord, st.w))
 	}
+	fetched += cfg.LoadTime
 	if got.Fetched != fetched || got.Propagate != prop {
 		t.Fatalf("oracle fetched %v propagate %v, Bellman-Ford %v and %v", got.Fetched, got.Propagate, fetched, prop)
 	}
-	if want := max(4*cfg.Interval+prop, fetched+cfg.LoadTime); got.AllOnNew != want {
+	if want := max(4*cfg.Interval+prop, fetched); got.AllOnNew != want {
 		t.Fatalf("oracle all on new %v, want %v", got.AllOnNew, want)
 	}
 
+	bounds := rs.fetchBounds()
 	for _, mode := range []struct {
 		name            string
 		originOnly, bad bool
 	}{{"peers", false, false}, {"origin only", true, false}, {"bad", false, true}} {
 		c := cfg
 		c.OriginOnly, c.Bad = mode.originOnly, mode.bad
-		res := runRollout(t, c)
+		run, err := newRolloutSim(c, w)
+		if err != nil {
+			t.Fatal(err)
+		}
+		res, err := run.run(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
 		if res.Oracle != got {
 			t.Errorf("%s: oracle %+v, want %+v", mode.name, res.Oracle, got)
 		}
+		// Both count the load: a run below the oracle would mean the
+		// simulator moves bytes faster than the links allow.
 		if res.AllFetched < got.Fetched {
 			t.Errorf("%s: all fetched at %v, before the oracle's %v", mode.name, res.AllFetched, got.Fetched)
+		}
+		// Per site too: no site's bytes arrive before its bound.
+		fetched := 0
+		for k, st := range run.sites {
+			if st.doneAt == Never {
+				continue
+			}
+			fetched++
+			if st.doneAt < bounds[k] {
+				t.Errorf("%s: %s has its bytes at %v, its bound is %v", mode.name, st.id, st.doneAt, bounds[k])
+				break
+			}
+		}
+		if fetched == 0 {
+			t.Errorf("%s: no site fetched", mode.name)
 		}
 		if mode.bad {
 			if d := res.AllOnOld - res.RolledBack; res.AllOnOld == Never || d < got.Propagate {
