@@ -8,6 +8,8 @@
 #       share/petrel/VERSION             the version, one line
 #       share/petrel/wasm/<name>.wasm    the deployable example transforms
 #       README.md, LICENSE*              when the repository has them
+#       THIRD_PARTY_NOTICES.txt          licences of the linked Go modules and
+#                                        of ONNX Runtime (scripts/notices.sh)
 #   $DIST/SHA256SUMS                     sha256sum lines for the tarballs of this run
 #
 # The packaged binary finds the runtime through PETREL_ORT_LIB (or --ort-lib):
@@ -112,6 +114,7 @@ for name_ in "${WASM_TRANSFORMS[@]}"; do
   cp ".cache/wasm/$name_.wasm" "$top/share/petrel/wasm/$name_.wasm"
 done
 printf '%s\n' "$VERSION" > "$top/share/petrel/VERSION"
+scripts/notices.sh > "$top/THIRD_PARTY_NOTICES.txt" || die "writing the third-party notices failed"
 for doc in README.md LICENSE LICENSE.md LICENSE.txt NOTICE; do
   if [ -f "$doc" ]; then cp "$doc" "$top/$doc"; fi
 done

@@ -152,6 +152,7 @@ func checkTarball(t *testing.T, root string, tgz []byte, top string, transforms 
 		"bin/petrel":              0o755,
 		"lib/libonnxruntime.so.1": 0o644,
 		"share/petrel/VERSION":    0o644,
+		"THIRD_PARTY_NOTICES.txt": 0o644,
 	}
 	for _, name := range transforms {
 		wantFiles["share/petrel/wasm/"+name+".wasm"] = 0o644
@@ -223,6 +224,14 @@ func checkTarball(t *testing.T, root string, tgz []byte, top string, transforms 
 
 	if v := string(files[top+"/share/petrel/VERSION"]); v != testVersion+"\n" {
 		t.Errorf("share/petrel/VERSION = %q, want %q", v, testVersion+"\n")
+	}
+	// The notices cover ONNX Runtime and every module linked into petrel.
+	notices := string(files[top+"/THIRD_PARTY_NOTICES.txt"])
+	for _, want := range []string{"ONNX Runtime", "Copyright (c) Microsoft Corporation", "github.com/hashicorp/memberlist ",
+		"github.com/quic-go/quic-go ", "github.com/tetratelabs/wazero ", "github.com/yalue/onnxruntime_go ", "github.com/nats-io/nats.go "} {
+		if !strings.Contains(notices, want) {
+			t.Errorf("THIRD_PARTY_NOTICES.txt lacks %q", want)
+		}
 	}
 	if lib := files[top+"/lib/libonnxruntime.so.1"]; !bytes.HasPrefix(lib, []byte("\x7fELF")) {
 		t.Error("lib/libonnxruntime.so.1 is not an ELF shared library")
