@@ -256,17 +256,52 @@ func (f *forwarder) forward(w http.ResponseWriter, r *http.Request, name, ver st
 	if err != nil {
 		return false, err
 	}
+	body, hdr, via, err := f.encodeHop(req, hop)
+	if err != nil {
+		return false, fmt.Errorf("re-encode for forwarding: %w", err)
+	}
+	return f.relay(w, r, name, ver, client.InferPath(name, ver), body, hdr, via, timeout)
+}
+
+// forwardPredict forwards a /predict request for a model this node does
+// not serve: the body goes as it came (it is the pre transform's input,
+// which only the serving node interprets), with its Content-Type and
+// Accept and the mesh headers. Results as for forward.
+func (f *forwarder) forwardPredict(w http.ResponseWriter, r *http.Request, name, ver string, body []byte, hop meshHop) (bool, error) {
+	if hop.hops >= f.cfg.MaxHops {
+		return false, nil
+	}
+	timeout, err := requestTimeout(r, 0)
+	if err != nil {
+		return false, err
+	}
+	via := append(slices.Clip(hop.via), f.n.cfg.ID)
+	hdr := http.Header{
+		HeaderHops: {strconv.Itoa(hop.hops + 1)},
+		HeaderVia:  {strings.Join(via, ",")},
+	}
+	for _, k := range []string{"Content-Type", "Accept"} {
+		if v := r.Header.Get(k); v != "" {
+			hdr.Set(k, v)
+		}
+	}
+	return f.relay(w, r, name, ver, predictPath(name, ver), body, hdr, via, timeout)
+}
+
+// predictPath is the /predict path of a model (and version).
+func predictPath(model, version string) string {
+	return strings.TrimSuffix(client.InferPath(model, version), "/infer") + "/predict"
+}
+
+// relay sends an encoded request to the best peer with the model, else
+// to the fallback tier, and writes the answer to w. It returns false,
+// having written nothing, when nobody was there to ask.
+func (f *forwarder) relay(w http.ResponseWriter, r *http.Request, name, ver, path string, body []byte, hdr http.Header, via []string, timeout time.Duration) (bool, error) {
 	if timeout == 0 {
 		timeout = f.cfg.ForwardTimeout
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), timeout)
 	defer cancel()
-
-	body, hdr, via, err := f.encodeHop(req, hop)
-	if err != nil {
-		return false, fmt.Errorf("re-encode for forwarding: %w", err)
-	}
-	path := client.InferPath(name, ver)
 
 	ans, err := f.toPeers(ctx, name, ver, path, body, hdr, via)
 	if ans == nil {

@@ -64,6 +64,8 @@ func (n *Node) routes() http.Handler {
 	mux.HandleFunc(MethodForward+" /v2/models/{model}/versions/{version}/infer", n.handleInfer)
 	mux.HandleFunc("POST /v2/models/{model}/predict", n.handlePredict)
 	mux.HandleFunc("POST /v2/models/{model}/versions/{version}/predict", n.handlePredict)
+	mux.HandleFunc(MethodForward+" /v2/models/{model}/predict", n.handlePredict)
+	mux.HandleFunc(MethodForward+" /v2/models/{model}/versions/{version}/predict", n.handlePredict)
 	mux.HandleFunc("POST /v2/models/{model}/feedback", n.handleFeedback)
 	mux.HandleFunc("POST /v2/models/{model}/versions/{version}/feedback", n.handleFeedback)
 	mux.HandleFunc("GET /v2/models/stats", n.handleStats)
@@ -302,15 +304,16 @@ func requestTimeout(r *http.Request, param time.Duration) (time.Duration, error)
 	return d, nil
 }
 
-func (n *Node) handleInfer(w http.ResponseWriter, r *http.Request) {
-	start := time.Now()
-	name, ver := r.PathValue("model"), r.PathValue("version")
+// meshHopOf checks a request's mesh framing (PETREL-FORWARD only from
+// peers, hop headers only from peers and well formed) and returns its hop;
+// false when it wrote the error.
+func (n *Node) meshHopOf(w http.ResponseWriter, r *http.Request) (meshHop, bool) {
 	var hop meshHop
 	if r.Method == MethodForward {
 		if _, ok := meshtls.PeerID(r.TLS); !ok {
 			n.log.Warn("rejected a forwarded request from a non-peer", "remote", r.RemoteAddr)
 			writeError(w, http.StatusForbidden, errForwardMethod.Error())
-			return
+			return hop, false
 		}
 	}
 	if n.fwd != nil || r.Header.Get(HeaderHops) != "" || r.Header.Get(HeaderVia) != "" {
@@ -318,9 +321,19 @@ func (n *Node) handleInfer(w http.ResponseWriter, r *http.Request) {
 		if err != nil {
 			n.log.Warn("rejected mesh headers", "remote", r.RemoteAddr, "err", err)
 			writeError(w, status, err.Error())
-			return
+			return hop, false
 		}
 		hop = h
+	}
+	return hop, true
+}
+
+func (n *Node) handleInfer(w http.ResponseWriter, r *http.Request) {
+	start := time.Now()
+	name, ver := r.PathValue("model"), r.PathValue("version")
+	hop, ok := n.meshHopOf(w, r)
+	if !ok {
+		return
 	}
 	var v *version
 	var err error

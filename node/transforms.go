@@ -212,17 +212,44 @@ func (m *manager) attachRepoTransforms(ctx context.Context, rm *repoModel, rv re
 
 // handlePredict serves POST /v2/models/{model}[/versions/{version}]/predict:
 // the raw body goes through the version's pre transform, the model and
-// its post transform. Traffic splits apply as for /infer; requests are not
-// forwarded across the mesh or mirrored to a shadow version.
+// its post transform. Traffic splits apply as for /infer. A mesh node that
+// does not serve the model forwards the request as it came to a peer that
+// does, or to the fallback tier (it does not acquire the model: a version
+// fetched from a peer carries no transforms). Requests are not mirrored to
+// a shadow version.
 func (n *Node) handlePredict(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
 	name, ver := r.PathValue("model"), r.PathValue("version")
+	hop, ok := n.meshHopOf(w, r)
+	if !ok {
+		return
+	}
 	var v *version
 	var err error
 	if ver == "" {
 		v, err = n.models.lookupKeyed(name, r.Header.Get(n.requestKeyHeader()))
 	} else {
 		v, err = n.models.lookup(name, ver)
+	}
+	if err != nil && n.fwd != nil {
+		body, rerr := readBody(r, nil, n.cfg.MaxBodyBytes)
+		if rerr != nil {
+			var tl *tooLargeError
+			if errors.As(rerr, &tl) {
+				writeError(w, http.StatusRequestEntityTooLarge, rerr.Error())
+			} else {
+				writeError(w, http.StatusBadRequest, rerr.Error())
+			}
+			return
+		}
+		done, ferr := n.fwd.forwardPredict(w, r, name, ver, body, hop)
+		if ferr != nil && !done {
+			writeError(w, http.StatusBadRequest, ferr.Error())
+			return
+		}
+		if done {
+			return
+		}
 	}
 	if err != nil {
 		n.lookupError(w, err)
