@@ -328,6 +328,15 @@ func (n *Node) meshHopOf(w http.ResponseWriter, r *http.Request) (meshHop, bool)
 	return hop, true
 }
 
+// lookupFor finds the version a request for name (and ver) goes to: ver,
+// or the one the traffic split gives the request's key.
+func (n *Node) lookupFor(r *http.Request, name, ver string) (*version, error) {
+	if ver == "" {
+		return n.models.lookupKeyed(name, r.Header.Get(n.requestKeyHeader()))
+	}
+	return n.models.lookup(name, ver)
+}
+
 func (n *Node) handleInfer(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
 	name, ver := r.PathValue("model"), r.PathValue("version")
@@ -335,13 +344,7 @@ func (n *Node) handleInfer(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	var v *version
-	var err error
-	if ver == "" {
-		v, err = n.models.lookupKeyed(name, r.Header.Get(n.requestKeyHeader()))
-	} else {
-		v, err = n.models.lookup(name, ver)
-	}
+	v, err := n.lookupFor(r, name, ver)
 	if err != nil && n.fwd != nil {
 		if n.acq != nil && hop.hops == 0 {
 			n.acq.start(name, ver) // serve it here from now on

@@ -224,13 +224,7 @@ func (n *Node) handlePredict(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	var v *version
-	var err error
-	if ver == "" {
-		v, err = n.models.lookupKeyed(name, r.Header.Get(n.requestKeyHeader()))
-	} else {
-		v, err = n.models.lookup(name, ver)
-	}
+	v, err := n.lookupFor(r, name, ver)
 	if err != nil && n.fwd != nil {
 		body, rerr := readBody(r, nil, n.cfg.MaxBodyBytes)
 		if rerr != nil {
