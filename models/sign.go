@@ -15,6 +15,8 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+
+	"github.com/petrel-mesh/petrel/internal/atomicfile"
 )
 
 // Manifest signing: the coordinator signs the exact JSON bytes of every
@@ -191,53 +193,16 @@ func onePEM(b []byte, typ string) (*pem.Block, error) {
 }
 
 // createExclusive writes data to path only if nothing is there, so that a
-// reader never sees a partial file: it writes a temporary file in the same
-// directory and hard-links it into place. created is false, with no error,
-// when path already existed.
+// reader never sees a partial file (internal/atomicfile.CreateNew).
+// created is false, with no error, when path already existed.
 func createExclusive(path string, data []byte, perm os.FileMode) (created bool, err error) {
-	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp*")
-	if err != nil {
-		return false, err
-	}
-	defer os.Remove(tmp.Name())
-	if err := writeAndSync(tmp, data, perm); err != nil {
-		return false, err
-	}
-	if err := os.Link(tmp.Name(), path); err != nil {
+	if err := atomicfile.CreateNew(path, data, perm); err != nil {
 		if errors.Is(err, fs.ErrExist) {
 			return false, nil
 		}
 		return false, err
 	}
 	return true, nil
-}
-
-// writeFileAtomic replaces path with data through a temporary file and a
-// rename.
-func writeFileAtomic(path string, data []byte, perm os.FileMode) error {
-	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(tmp.Name())
-	if err := writeAndSync(tmp, data, perm); err != nil {
-		return err
-	}
-	return os.Rename(tmp.Name(), path)
-}
-
-func writeAndSync(f *os.File, data []byte, perm os.FileMode) error {
-	err := f.Chmod(perm)
-	if err == nil {
-		_, err = f.Write(data)
-	}
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	return err
 }
 
 // PublicKey returns the signer's public key.
@@ -289,7 +254,7 @@ func WritePublicKey(path string, pub ed25519.PublicKey) error {
 	if err != nil {
 		return err
 	}
-	if err := writeFileAtomic(path, data, 0o644); err != nil {
+	if err := atomicfile.WriteFile(path, data, 0o644); err != nil {
 		return fmt.Errorf("write public key %s: %w", path, err)
 	}
 	return nil

@@ -586,9 +586,8 @@ func (fb *feedbackState) accept(r *http.Request) (int, error) {
 	}
 	body, err := readBody(r, nil, fb.cfg.MaxBodyBytes)
 	if err != nil {
-		var tl *tooLargeError
-		if errors.As(err, &tl) {
-			return 0, httpErr(http.StatusRequestEntityTooLarge, "feedback %v", err)
+		if st := bodyErrStatus(err); st == http.StatusRequestEntityTooLarge {
+			return 0, httpErr(st, "feedback %v", err)
 		}
 		return 0, httpErr(http.StatusBadRequest, "%v", err)
 	}

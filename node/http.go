@@ -278,6 +278,16 @@ func (e *tooLargeError) Error() string {
 
 func errTooLarge(size, limit int64) error { return &tooLargeError{size, limit} }
 
+// bodyErrStatus is the status for a readBody error: 413 for a body over
+// the limit, 400 otherwise.
+func bodyErrStatus(err error) int {
+	var tl *tooLargeError
+	if errors.As(err, &tl) {
+		return http.StatusRequestEntityTooLarge
+	}
+	return http.StatusBadRequest
+}
+
 // requestTimeout reads the deadline from the Petrel-Timeout header and the
 // OIP "timeout" parameter (microseconds, as Triton does), which the codec
 // has already parsed into param (0 when absent or 0); the smaller wins.
@@ -411,12 +421,7 @@ func (n *Node) forwardUnserved(w http.ResponseWriter, r *http.Request, name, ver
 	body, err := readBody(r, (*bp)[:0], n.cfg.MaxBodyBytes)
 	*bp = body[:0]
 	if err != nil {
-		var tl *tooLargeError
-		if errors.As(err, &tl) {
-			writeError(w, http.StatusRequestEntityTooLarge, err.Error())
-		} else {
-			writeError(w, http.StatusBadRequest, err.Error())
-		}
+		writeError(w, bodyErrStatus(err), err.Error())
 		return true, nil
 	}
 	req, status, err := decodeInfer(r, body, n.cfg.MaxBodyBytes)
@@ -471,11 +476,7 @@ func (n *Node) infer(w http.ResponseWriter, r *http.Request, v *version, hop mes
 	body, err := readBody(r, (*bp)[:0], n.cfg.MaxBodyBytes)
 	*bp = body[:0]
 	if err != nil {
-		var tl *tooLargeError
-		if errors.As(err, &tl) {
-			return http.StatusRequestEntityTooLarge, err
-		}
-		return http.StatusBadRequest, err
+		return bodyErrStatus(err), err
 	}
 	req, status, err := decodeInfer(r, body, n.cfg.MaxBodyBytes)
 	if err != nil {

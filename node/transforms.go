@@ -228,12 +228,7 @@ func (n *Node) handlePredict(w http.ResponseWriter, r *http.Request) {
 	if err != nil && n.fwd != nil {
 		body, rerr := readBody(r, nil, n.cfg.MaxBodyBytes)
 		if rerr != nil {
-			var tl *tooLargeError
-			if errors.As(rerr, &tl) {
-				writeError(w, http.StatusRequestEntityTooLarge, rerr.Error())
-			} else {
-				writeError(w, http.StatusBadRequest, rerr.Error())
-			}
+			writeError(w, bodyErrStatus(rerr), rerr.Error())
 			return
 		}
 		done, ferr := n.fwd.forwardPredict(w, r, name, ver, body, hop)
@@ -262,11 +257,7 @@ func (n *Node) predict(w http.ResponseWriter, r *http.Request, v *version) (int,
 	}
 	body, err := readBody(r, nil, n.cfg.MaxBodyBytes)
 	if err != nil {
-		var tl *tooLargeError
-		if errors.As(err, &tl) {
-			return http.StatusRequestEntityTooLarge, err
-		}
-		return http.StatusBadRequest, err
+		return bodyErrStatus(err), err
 	}
 	timeout, err := requestTimeout(r, 0)
 	if err != nil {

@@ -22,6 +22,7 @@ import (
 	"time"
 
 	"github.com/petrel-mesh/petrel/coordinator"
+	"github.com/petrel-mesh/petrel/internal/atomicfile"
 	"github.com/petrel-mesh/petrel/models"
 	"github.com/petrel-mesh/petrel/node/meshtls"
 	"go.yaml.in/yaml/v3"
@@ -349,7 +350,7 @@ func (o *enrolOptions) write(res *coordinator.EnrolResponse, keyPEM []byte) ([]s
 	}
 	var written []string
 	for _, f := range files {
-		if err := writeFileAtomic(path(f.rel), []byte(f.data), f.mode); err != nil {
+		if err := atomicfile.WriteFile(path(f.rel), []byte(f.data), f.mode); err != nil {
 			return written, err
 		}
 		written = append(written, path(f.rel))
@@ -400,7 +401,7 @@ func (o *enrolOptions) write(res *coordinator.EnrolResponse, keyPEM []byte) ([]s
 	if err := os.MkdirAll(filepath.Dir(o.config), 0o755); err != nil {
 		return written, err
 	}
-	if err := writeFileAtomic(o.config, merged, 0o640); err != nil {
+	if err := atomicfile.WriteFile(o.config, merged, 0o640); err != nil {
 		return written, err
 	}
 	return append(written, o.config), nil
@@ -507,46 +508,4 @@ func mergeNodeConfig(old []byte, set []configEntry) ([]byte, error) {
 		return nil, fmt.Errorf("encode: %v", err)
 	}
 	return buf.Bytes(), nil
-}
-
-// writeFileAtomic replaces path with data of mode perm: a temporary file
-// in the same directory, synced, renamed over path, and the directory
-// synced, so readers see the old or the new file, never a part.
-func writeFileAtomic(path string, data []byte, perm os.FileMode) error {
-	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp*")
-	if err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	tmp := f.Name()
-	fail := func(err error) error {
-		f.Close()
-		os.Remove(tmp)
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if err := f.Chmod(perm); err != nil {
-		return fail(err)
-	}
-	if _, err := f.Write(data); err != nil {
-		return fail(err)
-	}
-	if err := f.Sync(); err != nil {
-		return fail(err)
-	}
-	if err := f.Close(); err != nil {
-		os.Remove(tmp)
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		os.Remove(tmp)
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	d, err := os.Open(filepath.Dir(path))
-	if err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	defer d.Close()
-	if err := d.Sync(); err != nil {
-		return fmt.Errorf("write %s: sync directory: %w", path, err)
-	}
-	return nil
 }

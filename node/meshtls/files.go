@@ -9,7 +9,8 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"path/filepath"
+
+	"github.com/petrel-mesh/petrel/internal/atomicfile"
 )
 
 // maxPEMFileSize caps every certificate, key and CA bundle file read by
@@ -121,76 +122,19 @@ func parsePrivateKey(data []byte) (crypto.Signer, error) {
 	return signer, nil
 }
 
-// writeFileAtomic replaces path with data: it writes a temporary file in
-// the same directory, syncs it and renames it over path, so readers see
-// the old or the new content, never a partial file.
+// writeFileAtomic replaces path with data (internal/atomicfile).
 func writeFileAtomic(path string, data []byte, perm os.FileMode) error {
-	tmp, err := writeTemp(path, data, perm)
-	if err != nil {
-		return err
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		_ = os.Remove(tmp)
+	if err := atomicfile.WriteFile(path, data, perm); err != nil {
 		return fmt.Errorf("meshtls: %w", err)
 	}
-	return syncDir(filepath.Dir(path))
+	return nil
 }
 
 // writeFileNoClobber creates path with data, failing with an error that
-// wraps fs.ErrExist when path already exists. The content appears
-// atomically (hard link of a complete temporary file).
+// wraps fs.ErrExist when path already exists (internal/atomicfile).
 func writeFileNoClobber(path string, data []byte, perm os.FileMode) error {
-	tmp, err := writeTemp(path, data, perm)
-	if err != nil {
-		return err
-	}
-	defer os.Remove(tmp)
-	if err := os.Link(tmp, path); err != nil {
-		return fmt.Errorf("meshtls: create %s: %w", path, err)
-	}
-	return syncDir(filepath.Dir(path))
-}
-
-// writeTemp writes data to a new temporary file next to path with mode
-// perm, synced to disk, and returns its name.
-func writeTemp(path string, data []byte, perm os.FileMode) (string, error) {
-	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp*")
-	if err != nil {
-		return "", fmt.Errorf("meshtls: %w", err)
-	}
-	name := f.Name()
-	fail := func(err error) (string, error) {
-		_ = f.Close()
-		_ = os.Remove(name)
-		return "", fmt.Errorf("meshtls: write %s: %w", path, err)
-	}
-	// CreateTemp uses 0600; set the wanted mode explicitly, independent
-	// of the umask.
-	if err := f.Chmod(perm); err != nil {
-		return fail(err)
-	}
-	if _, err := f.Write(data); err != nil {
-		return fail(err)
-	}
-	if err := f.Sync(); err != nil {
-		return fail(err)
-	}
-	if err := f.Close(); err != nil {
-		_ = os.Remove(name)
-		return "", fmt.Errorf("meshtls: write %s: %w", path, err)
-	}
-	return name, nil
-}
-
-// syncDir makes a rename or link in dir durable.
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
+	if err := atomicfile.CreateNew(path, data, perm); err != nil {
 		return fmt.Errorf("meshtls: %w", err)
-	}
-	defer d.Close()
-	if err := d.Sync(); err != nil {
-		return fmt.Errorf("meshtls: sync %s: %w", dir, err)
 	}
 	return nil
 }

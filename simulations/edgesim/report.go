@@ -7,18 +7,11 @@ import (
 	"os"
 	"path/filepath"
 
+	"github.com/petrel-mesh/petrel/simulations/internal/simplot"
 	"gonum.org/v1/plot"
 	"gonum.org/v1/plot/plotter"
 	"gonum.org/v1/plot/plotutil"
 	"gonum.org/v1/plot/vg"
-	"gonum.org/v1/plot/vg/draw"
-	"gonum.org/v1/plot/vg/vgimg"
-)
-
-// Plot sizes, as simulations/fedsim's.
-const (
-	plotWidth  = 9 * vg.Inch
-	plotHeight = 5.5 * vg.Inch
 )
 
 // WritePlots writes three PNG plots comparing results into dir (created
@@ -177,24 +170,16 @@ func newPlot() *plot.Plot {
 	return p
 }
 
-// savePNG renders p with leg (n entries) in a band under the plot, as
-// simulations/fedsim does, and writes the PNG to path.
+// savePNG renders p with leg (n entries) under the plot and writes the
+// PNG to path.
 func savePNG(path string, p *plot.Plot, leg *plot.Legend, n int) error {
-	leg.Top, leg.Left = true, true
-	leg.XOffs = vg.Points(40)
-	leg.Padding = vg.Points(3)
-	band := vg.Length(n)*(0.9*leg.TextStyle.Font.Size+leg.Padding) + vg.Points(12)
-	img := vgimg.New(plotWidth, plotHeight+band)
-	dc := draw.New(img)
-	p.Draw(draw.Crop(dc, 0, 0, band, 0))
-	leg.Draw(draw.Crop(dc, 0, 0, 0, -plotHeight))
 	f, err := os.Create(path)
 	if err != nil {
 		return fmt.Errorf("edgesim: %w", err)
 	}
-	if _, err := (vgimg.PngCanvas{Canvas: img}).WriteTo(f); err != nil {
+	if err := simplot.WriteLegendBelow(f, p, leg, n); err != nil {
 		f.Close()
-		return fmt.Errorf("edgesim: write %s: %w", path, err)
+		return fmt.Errorf("edgesim: %s: %w", path, err)
 	}
 	if err := f.Close(); err != nil {
 		return fmt.Errorf("edgesim: close %s: %w", path, err)

@@ -1,6 +1,7 @@
 package edgesim
 
 import (
+	"cmp"
 	"context"
 	"encoding/binary"
 	"errors"
@@ -258,21 +259,11 @@ func (x *sim) buildNodes() error {
 		for k, c := range cs {
 			order[k] = int32(c)
 		}
-		slices.SortStableFunc(order, func(a, b int32) int { return cmpDur(w.OneWay(n.id, int(a)), w.OneWay(n.id, int(b))) })
+		slices.SortStableFunc(order, func(a, b int32) int { return cmp.Compare(w.OneWay(n.id, int(a)), w.OneWay(n.id, int(b))) })
 		n.centrals = order
 	}
 	x.buildNeighbourhoods()
 	return nil
-}
-
-func cmpDur(a, b time.Duration) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }
 
 // buildNeighbourhoods gives every edge node its Neighbourhood nearest edge
@@ -292,7 +283,7 @@ func (x *sim) buildNeighbourhoods() {
 			ord[j] = j
 		}
 		d := func(j int) float64 { return km(w.Metros[m], w.Metros[j]) }
-		slices.SortStableFunc(ord, func(a, b int) int { return cmpF(d(a), d(b)) })
+		slices.SortStableFunc(ord, func(a, b int) int { return cmp.Compare(d(a), d(b)) })
 		metroOrder[m] = ord
 	}
 	var pool []int32
@@ -316,20 +307,10 @@ func (x *sim) buildNeighbourhoods() {
 }
 
 func cmp2(a, b time.Duration, ia, ib int32) int {
-	if c := cmpDur(a, b); c != 0 {
+	if c := cmp.Compare(a, b); c != 0 {
 		return c
 	}
 	return int(ia - ib)
-}
-
-func cmpF(a, b float64) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }
 
 func km(a, b world.Metro) float64 {

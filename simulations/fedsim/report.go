@@ -9,12 +9,12 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/petrel-mesh/petrel/simulations/internal/simplot"
 	"gonum.org/v1/plot"
 	"gonum.org/v1/plot/plotter"
 	"gonum.org/v1/plot/plotutil"
 	"gonum.org/v1/plot/vg"
 	"gonum.org/v1/plot/vg/draw"
-	"gonum.org/v1/plot/vg/vgimg"
 )
 
 // WriteCSV writes points as CSV with the header "<xname>,accuracy,loss,
@@ -54,12 +54,6 @@ type Level struct {
 	Name  string
 	Value float64
 }
-
-// Plot sizes.
-const (
-	plotWidth  = 9 * vg.Inch
-	plotHeight = 5.5 * vg.Inch
-)
 
 // PlotAccuracy renders test accuracy (in percent) against the round for
 // every series, plus the levels as dashed horizontal lines, and writes
@@ -118,7 +112,7 @@ func PlotAccuracy(w io.Writer, title string, series []Series, levels []Level) er
 	p.Y.Min = 100 * math.Max(0, lo-0.08*span)
 	p.Y.Max = 100 * math.Min(1, hi+0.05*span)
 	p.X.Min, p.X.Max = 0, maxRound
-	return writePNGLegendBelow(w, p, &leg, len(series)+len(levels))
+	return simplot.WriteLegendBelow(w, p, &leg, len(series)+len(levels))
 }
 
 // PlotAggregate renders the median aggregation time against the number
@@ -193,25 +187,8 @@ func humanCount(n int) string {
 	return strconv.Itoa(n)
 }
 
-// writePNGLegendBelow renders p with leg (of n entries) in a band under
-// the plot, where it cannot hide a line, and writes the PNG to w.
-func writePNGLegendBelow(w io.Writer, p *plot.Plot, leg *plot.Legend, n int) error {
-	leg.Top, leg.Left = true, true
-	leg.XOffs = vg.Points(40)
-	leg.Padding = vg.Points(3)
-	band := vg.Length(n)*(0.9*leg.TextStyle.Font.Size+leg.Padding) + vg.Points(12)
-	img := vgimg.New(plotWidth, plotHeight+band)
-	dc := draw.New(img)
-	p.Draw(draw.Crop(dc, 0, 0, band, 0))
-	leg.Draw(draw.Crop(dc, 0, 0, 0, -plotHeight))
-	if _, err := (vgimg.PngCanvas{Canvas: img}).WriteTo(w); err != nil {
-		return fmt.Errorf("write %q: %w", p.Title.Text, err)
-	}
-	return nil
-}
-
 func writePNG(w io.Writer, p *plot.Plot) error {
-	wt, err := p.WriterTo(plotWidth, plotHeight, "png")
+	wt, err := p.WriterTo(simplot.Width, simplot.Height, "png")
 	if err != nil {
 		return fmt.Errorf("render %q: %w", p.Title.Text, err)
 	}

@@ -61,17 +61,16 @@ func (rs *rsim) fetchBounds() []time.Duration {
 	notify := make([]time.Duration, n)
 	best := make([]time.Duration, n)
 	done := make([]bool, n)
+	centrals := w.Centrals()
 	for k, st := range rs.sites {
 		notify[k] = w.OneWay(rs.coord, st.w)
 		best[k] = Never
-		for i, s := range w.Sites {
-			if s.Central {
-				// A central cluster holds the artifact from the start: the
-				// request travels one way, the bytes one way back.
-				one := w.OneWay(i, st.w)
-				if t := notify[k] + 2*one + tx(i, st.w); best[k] == Never || t < best[k] {
-					best[k] = t
-				}
+		for _, c := range centrals {
+			// A central cluster holds the artifact from the start: the
+			// request travels one way, the bytes one way back.
+			one := w.OneWay(c, st.w)
+			if t := notify[k] + 2*one + tx(c, st.w); best[k] == Never || t < best[k] {
+				best[k] = t
 			}
 		}
 	}

@@ -12,14 +12,12 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/petrel-mesh/petrel/simulations/fedsim"
+	"github.com/petrel-mesh/petrel/simulations/internal/simplot"
 	"gonum.org/v1/plot"
 	"gonum.org/v1/plot/plotter"
 	"gonum.org/v1/plot/plotutil"
 	"gonum.org/v1/plot/vg"
-	"gonum.org/v1/plot/vg/draw"
-	"gonum.org/v1/plot/vg/vgimg"
-
-	"github.com/petrel-mesh/petrel/simulations/fedsim"
 )
 
 // Report gathers the runs that WriteCSV and WritePlots write out.
@@ -194,12 +192,6 @@ func (r *ChurnResult) CentralAccuracy() (float64, bool) {
 	return best, true
 }
 
-// Plot size.
-const (
-	plotWidth  = 9 * vg.Inch
-	plotHeight = 5.5 * vg.Inch
-)
-
 // chart is a plot with its legend, drawn below the plot.
 type chart struct {
 	p   *plot.Plot
@@ -245,21 +237,10 @@ func (c *chart) line(name string, xy plotter.XYs, i int, dashed bool) error {
 	return nil
 }
 
-// writePNG renders the chart with its legend in a band under the plot,
-// where it cannot hide a line, and writes the PNG to w.
+// writePNG renders the chart with its legend under the plot and writes
+// the PNG to w.
 func (c *chart) writePNG(w io.Writer) error {
-	c.leg.Top, c.leg.Left = true, true
-	c.leg.XOffs = vg.Points(40)
-	c.leg.Padding = vg.Points(3)
-	band := vg.Length(c.n)*(0.9*c.leg.TextStyle.Font.Size+c.leg.Padding) + vg.Points(12)
-	img := vgimg.New(plotWidth, plotHeight+band)
-	dc := draw.New(img)
-	c.p.Draw(draw.Crop(dc, 0, 0, band, 0))
-	c.leg.Draw(draw.Crop(dc, 0, 0, 0, -plotHeight))
-	if _, err := (vgimg.PngCanvas{Canvas: img}).WriteTo(w); err != nil {
-		return fmt.Errorf("write %q: %w", c.p.Title.Text, err)
-	}
-	return nil
+	return simplot.WriteLegendBelow(w, c.p, &c.leg, c.n)
 }
 
 // PlotRollout renders, for each run, the share of sites serving the new
